@@ -1,0 +1,135 @@
+"""The kernel's hook specifications: the extension points every SceneOS plugin may implement.
+
+One ``HookspecMarker("sceneos")`` and one ``HookimplMarker("sceneos")`` serve the whole project;
+modules add their own domain hookspecs (``ModuleSpec.hookspecs``) beside these. Implementations
+may accept fewer arguments than a spec names, so specs can grow without breaking plugins.
+
+Hooks run per tenant: each bank has its own plugin manager, holding the plugins enabled globally,
+the plugins that bank enables, and the plugins providing the modules that bank enables. A bank's
+plugin is therefore never called for another bank.
+
+Versioning: :data:`HOOKSPEC_VERSION` rises when a spec changes incompatibly; deprecated specs
+keep working for one minor version with ``warn_on_impl``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from core.app import SceneOS
+    from core.events import Event
+    from core.modules import ModuleSpec
+    from core.tenancy import Tenant
+
+PROJECT_NAME = "sceneos"
+HOOKSPEC_VERSION = 1
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+# -------------------------------------------------------------------------------------------------
+# Declaration: read once per plugin when the application is built
+# -------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def sceneos_register_modules() -> list[ModuleSpec]:  # type: ignore[empty-body]
+    """Declare the modules (products, middle-tier services) this plugin provides.
+
+    Called once per available plugin while the application is built, before configuration is
+    validated against module settings. Whether a tenant *uses* a module is configuration
+    (``[tenants.<id>.modules.<name>]``), never this hook.
+
+    :return: a list of :class:`core.modules.ModuleSpec` (collected from every plugin; a module
+        name declared twice is a startup error).
+    """
+
+
+# -------------------------------------------------------------------------------------------------
+# Configuration: per tenant, after the file and environment are validated
+# -------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def sceneos_adjust_module_settings(
+    tenant: Tenant, module: str, settings: BaseModel
+) -> dict[str, Any] | None:  # type: ignore[empty-body]
+    """Adjust a module's validated settings for one tenant (e.g. a stricter limit for one bank).
+
+    Called once per tenant and enabled module while the application is built, after the tenant's
+    configuration is validated. ``tenant.modules`` is not complete yet.
+
+    :param tenant: the tenant being built.
+    :param module: the module's name.
+    :param settings: the module's settings as validated from configuration (immutable).
+    :return: a dict of field overrides, or None to leave them. Every result is applied, in hook
+        call order (``tryfirst``/``trylast`` order them); the merged settings are validated again,
+        so an override of the wrong type fails startup with a line naming the plugin and key.
+    """
+
+
+# -------------------------------------------------------------------------------------------------
+# Lifecycle
+# -------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def sceneos_startup(app: SceneOS, tenant: Tenant) -> None:
+    """The application has started for ``tenant``: database migrated, modules configured.
+
+    Called once per tenant, after every tenant is built and before any request is served. Use it
+    to seed reference data (chart of accounts, blacklists). An exception aborts startup.
+
+    :return: nothing (ignored).
+    """
+
+
+@hookspec
+def sceneos_shutdown(app: SceneOS, tenant: Tenant) -> None:
+    """The application is closing for ``tenant``. Release what ``sceneos_startup`` acquired.
+
+    Called once per tenant on orderly shutdown; exceptions are logged and do not stop other
+    plugins' shutdown.
+
+    :return: nothing (ignored).
+    """
+
+
+# -------------------------------------------------------------------------------------------------
+# Events
+# -------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def sceneos_on_event(event: Event, tenant: Tenant) -> None:
+    """A domain event of ``tenant`` was committed (e.g. ``party.customer.created``).
+
+    Called after the unit of work that raised the event commits, once per subscriber plugin;
+    delivery is at-least-once, so use ``event.id`` to deduplicate. An exception in one subscriber
+    is logged and does not stop the others or undo the change.
+
+    :return: nothing (ignored).
+    """
+
+
+# -------------------------------------------------------------------------------------------------
+# Demo
+# -------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def sceneos_demo_journeys() -> list[Any]:  # type: ignore[empty-body]
+    """Declare journeys for ``sceneos demo`` (see :class:`core.demo.DemoJourney`).
+
+    Called once per available plugin when ``sceneos demo`` runs, like ``sceneos_register_modules``.
+    Each journey brings a configuration fragment (merged into the demo's configuration) and a
+    function that plays it on the built application.
+
+    :return: a list of ``DemoJourney`` (collected from every plugin, played in ``order``).
+    """

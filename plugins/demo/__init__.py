@@ -1,0 +1,1 @@
+"""Journeys for ``sceneos demo`` (entry point ``demo``)."""
