@@ -1,0 +1,1 @@
+"""SceneOS infra layer."""
