@@ -54,7 +54,16 @@ class SceneOS:
         self.modules: dict[str, tuple[ModuleSpec, PluginInfo]] = self.catalog.modules()
         self.tenants: dict[str, Tenant] = {}
         self._started = False
-        container.event_bus.override(providers.Object(InProcessEventBus(self._dispatch_event)))
+        self.hooks = TenantHooks(self._application_plugin_manager())
+        bus = self.hooks.hook.sceneos_make_event_bus(app=self) or InProcessEventBus(self._dispatch_event)
+        container.event_bus.override(providers.Object(bus))
+
+    def _application_plugin_manager(self) -> Any:
+        """Plugins that act for the whole application: global ones and default infrastructure."""
+        names = [name for name in self.settings.plugins if name in self.catalog]
+        names += [info.name for spec, info in self.modules.values() if spec.default_enabled]
+        hookspec_modules = [spec.hookspecs for spec, _ in self.modules.values() if spec.hookspecs is not None]
+        return build_plugin_manager([self.catalog.get(name) for name in dict.fromkeys(names)], hookspec_modules)
 
     # --- construction -----------------------------------------------------------------------------
 
@@ -112,13 +121,13 @@ class SceneOS:
                         f"tenants.{tenant_id}.plugins[{index}]",
                         f"unknown plugin {name!r} (available: {', '.join(known_plugins)})",
                     )
-            enabled = tenant.enabled_modules()
             for name in tenant.modules:
                 if name not in self.modules:
                     raise self._error(
                         f"tenants.{tenant_id}.modules.{name}",
                         f"unknown module {name!r} (available: {', '.join(sorted(self.modules))})",
                     )
+            enabled = self.enabled_modules(tenant)
             for name in enabled:
                 for dependency in self.modules[name][0].depends_on:
                     if dependency not in enabled:
@@ -127,8 +136,17 @@ class SceneOS:
                             f"module {name!r} needs module {dependency!r}, which tenant {tenant_id!r} does not enable",
                         )
 
-    def _build_tenant(self, tenant_id: str, tenant_settings: Any) -> Tenant:
-        enabled = order_by_dependencies({n: s for n, (s, _) in self.modules.items()}, tenant_settings.enabled_modules())
+    def enabled_modules(self, tenant_settings: TenantSettings) -> list[str]:
+        """Modules the tenant enables, plus infrastructure modules it does not switch off."""
+        configured = tenant_settings.enabled_modules()
+        defaults = [
+            name for name, (spec, _) in sorted(self.modules.items())
+            if spec.default_enabled and name not in tenant_settings.modules
+        ]
+        return defaults + configured
+
+    def _build_tenant(self, tenant_id: str, tenant_settings: TenantSettings) -> Tenant:
+        enabled = order_by_dependencies({n: s for n, (s, _) in self.modules.items()}, self.enabled_modules(tenant_settings))
         plugin_names = list(dict.fromkeys(itertools.chain(self.settings.plugins, tenant_settings.plugins)))
         providers_of_modules = [self.modules[name][1].name for name in enabled]
         infos = [self.catalog.get(name) for name in dict.fromkeys(plugin_names + providers_of_modules)]
@@ -148,7 +166,7 @@ class SceneOS:
         )
         for name in enabled:
             spec = self.modules[name][0]
-            settings = self._module_settings(tenant, spec, tenant_settings.modules[name])
+            settings = self._module_settings(tenant, spec, tenant_settings.modules.get(name, {}))
             runtime = ModuleRuntime(spec=spec, tenant=tenant, settings=settings)
             runtime.container = self._module_container(runtime)
             tenant.modules[name] = runtime
@@ -246,6 +264,11 @@ class SceneOS:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def dispatch_event(self, event: Event) -> list[tuple[str, BaseException]]:
+        """Deliver one event to its tenant's subscribers; returns the failures (plugin, error)."""
+        tenant = self.tenants.get(event.tenant_id)
+        return tenant.hooks.on_event(event, tenant) if tenant is not None else []
 
     def _dispatch_event(self, event: Event) -> None:
         tenant = self.tenants.get(event.tenant_id)

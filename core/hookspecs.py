@@ -74,6 +74,20 @@ def sceneos_adjust_module_settings(
     """
 
 
+@hookspec(firstresult=True)
+def sceneos_make_event_bus(app: SceneOS) -> Any:
+    """Provide the application's event bus (see :class:`core.events.EventBus`).
+
+    Called once while the application is built, on the application-level plugins: those enabled
+    globally and those providing infrastructure modules every tenant has. The infrastructure
+    layer's outbox answers it; without an answer the kernel delivers in process after commit.
+    Stops at first non-None result.
+
+    :param app: the application being built (tenants not built yet).
+    :return: an object with ``stage(session, event)`` and ``after_commit(session)``, or None.
+    """
+
+
 # -------------------------------------------------------------------------------------------------
 # Lifecycle
 # -------------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ dependency-injection container. Enabling it for a tenant is configuration only.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -26,10 +26,17 @@ ModuleLayer = Literal["infra", "middle", "product"]
 
 @dataclass(frozen=True)
 class JobSpec:
-    """A named batch step a module runs for a business date (the compute layer schedules it)."""
+    """A batch job a module runs for a business date; the compute layer (``infra.compute``) runs it.
+
+    ``partitions(ctx)`` lists the partition keys of one run (e.g. ranges of account ids), computed
+    once when the run is created; ``run_partition(ctx)`` does one partition's work inside the unit
+    of work that also records the partition as done, so a killed run resumes without redoing it.
+    The contexts are ``infra.compute`` types; a partition may run in another process (Dask).
+    """
 
     name: str
-    run: Callable[..., Any]
+    partitions: Callable[[Any], Sequence[str]]
+    run_partition: Callable[[Any], Mapping[str, Any] | None]
     description: str = ""
 
 
@@ -53,6 +60,8 @@ class ModuleSpec:
     # ``runtime`` (ModuleRuntime), ``settings``, ``clock``, ``hooks``, ``tenant``.
     container: type[DeclarativeContainer] | None = None
     tags: tuple[str, ...] = field(default_factory=tuple)
+    # Infrastructure every tenant has (the ledger): enabled unless a tenant sets enabled = false.
+    default_enabled: bool = False
 
     def __post_init__(self) -> None:
         import re

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import inspect
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -169,6 +169,18 @@ class TenantHooks:
             if result:
                 results.append((impl.plugin_name, dict(result)))
         return results
+
+    def implementations(self, hook_name: str) -> list[tuple[str, Callable[..., Any]]]:
+        """(plugin name, call) pairs of one hook in call order; ``call`` takes keyword arguments
+        and passes each implementation only the ones it declares. For callers that must track
+        each plugin separately (the outbox records delivery per subscriber)."""
+        pairs = []
+        for impl in _call_order(getattr(self.pm.hook, hook_name)):
+            def call(_impl: Any = impl, **kwargs: Any) -> Any:
+                return _impl.function(**{key: kwargs[key] for key in _impl.argnames})
+
+            pairs.append((impl.plugin_name, call))
+        return pairs
 
     def startup(self, app: SceneOS, tenant: Tenant) -> None:
         self.pm.hook.sceneos_startup(app=app, tenant=tenant)

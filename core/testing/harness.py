@@ -56,7 +56,10 @@ def make_app(
     return app.start() if start else app
 
 
-def tenant_config(name: str = "Test Bank", *, modules: Iterable[str] = ("party",), **extra: Any) -> dict[str, Any]:
-    """A tenant section for a config dict, enabling ``modules`` with default settings."""
-    return {"name": name, "currency": "CNY", "timezone": "Asia/Shanghai",
-            "modules": {module: {} for module in modules}, **extra}
+def tenant_config(
+    name: str = "Test Bank", *, modules: Iterable[str] | Mapping[str, dict[str, Any]] = ("party",), **extra: Any
+) -> dict[str, Any]:
+    """A tenant section for a config dict: ``modules`` names modules (default settings) or maps
+    module names to their settings."""
+    module_settings = dict(modules) if isinstance(modules, Mapping) else {module: {} for module in modules}
+    return {"name": name, "currency": "CNY", "timezone": "Asia/Shanghai", "modules": module_settings, **extra}

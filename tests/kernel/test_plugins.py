@@ -144,7 +144,7 @@ def test_adjusted_settings_of_the_wrong_type_fail_startup_naming_plugin_and_key(
     class Bad:
         @hookimpl
         def sceneos_adjust_module_settings(self, module):
-            return {"min_age_years": "old enough"}
+            return {"min_age_years": "old enough"} if module == "party" else None
 
     with pytest.raises(ConfigError) as error:
         make_sceneos({"tenants": {"bank": tenant_config(plugins=["bad"])}}, plugins={"bad": Bad()})
@@ -156,13 +156,17 @@ def test_hook_order_follows_tryfirst_and_trylast(make_sceneos) -> None:
 
     class Early:
         @hookimpl(tryfirst=True)
-        def sceneos_adjust_module_settings(self):
+        def sceneos_adjust_module_settings(self, module):
+            if module != "party":
+                return None
             calls.append("early")
             return {"min_age_years": 30}
 
     class Late:
         @hookimpl(trylast=True)
-        def sceneos_adjust_module_settings(self):
+        def sceneos_adjust_module_settings(self, module):
+            if module != "party":
+                return None
             calls.append("late")
             return {"min_age_years": 25}
 

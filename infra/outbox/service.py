@@ -1,0 +1,196 @@
+"""The outbox bus and its relay.
+
+Publishing writes an ``outbox_events`` row in the caller's transaction, so an event exists if and
+only if the change that raised it committed. Delivery happens after commit, outside any
+transaction (a subscriber may open units of work of its own), in three steps:
+
+1. *claim*: a conditional UPDATE pushes ``next_attempt_at`` one lease ahead; only the process
+   whose UPDATE matched delivers, so concurrent relays and API processes never deliver the same
+   attempt twice;
+2. *deliver* to each subscriber (plugins implementing ``sceneos_on_event``) that has not had it;
+3. *record* each subscriber's receipt; failures are retried with exponential backoff and jitter,
+   up to ``max_attempts``, after which the delivery is ``dead`` and logged.
+
+A crash between 2 and 3 redelivers after the lease: delivery is at-least-once, and ``event.id``
+lets consumers deduplicate.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from core.events import Event
+from core.logging import get_logger, mask_text
+from infra.outbox.models import OutboxDelivery, OutboxEvent
+from infra.outbox.settings import OutboxSettings
+
+if TYPE_CHECKING:
+    from core.app import SceneOS
+    from core.tenancy import Tenant
+
+STAGED_KEY = "sceneos_outbox_staged"
+CLAIM_LEASE = timedelta(seconds=60)
+log = get_logger("sceneos.outbox")
+
+
+class OutboxEventBus:
+    """Event bus writing to the outbox; plugged in through ``sceneos_make_event_bus``."""
+
+    def __init__(self, app: SceneOS) -> None:
+        self.app = app
+
+    def stage(self, session: Session, event: Event) -> None:
+        try:
+            payload = json.loads(json.dumps(event.payload))
+        except (TypeError, ValueError) as exc:
+            # Refuse now, inside the transaction, rather than fail to deliver later.
+            raise ValueError(f"event {event.type!r} payload is not JSON: {exc}") from None
+        session.add(OutboxEvent(
+            id=event.id, tenant_id=event.tenant_id, type=event.type, subject=event.subject, payload=payload,
+            occurred_at=event.occurred_at, delivered_at=None, next_attempt_at=event.occurred_at, attempts=0,
+        ))
+        session.info.setdefault(STAGED_KEY, []).append((event.tenant_id, event.id))
+
+    def after_commit(self, session: Session) -> None:
+        staged: list[tuple[str, str]] = session.info.pop(STAGED_KEY, [])
+        relay = OutboxRelay(self.app)
+        for tenant_id, event_id in staged:
+            relay.deliver(self.app.tenant(tenant_id), event_id)
+
+
+@dataclass
+class RelayReport:
+    claimed: int = 0
+    delivered: int = 0
+    failed: int = 0
+
+
+class OutboxRelay:
+    """Delivers committed events; ``run_once`` sweeps what is due (retries, crashed deliveries)."""
+
+    def __init__(self, app: SceneOS) -> None:
+        self.app = app
+
+    def _settings(self, tenant: Tenant) -> OutboxSettings:
+        return tenant.module("outbox").settings  # type: ignore[return-value]
+
+    def run_once(self, tenant_id: str | None = None) -> RelayReport:
+        report = RelayReport()
+        tenants = [self.app.tenant(tenant_id)] if tenant_id else list(self.app.tenants.values())
+        for tenant in tenants:
+            if not tenant.has_module("outbox"):
+                continue
+            now = tenant.clock.now()
+            with tenant.unit_of_work() as uow:
+                due = uow.session.scalars(
+                    select(OutboxEvent.id)
+                    .where(OutboxEvent.delivered_at.is_(None), OutboxEvent.next_attempt_at <= now)
+                    .order_by(OutboxEvent.occurred_at)
+                    .limit(self._settings(tenant).relay_batch_size)
+                ).all()
+            for event_id in due:
+                outcome = self.deliver(tenant, event_id)
+                if outcome is not None:
+                    report.claimed += 1
+                    report.delivered += outcome
+                    report.failed += outcome == 0
+        return report
+
+    def deliver(self, tenant: Tenant, event_id: str) -> bool | None:
+        """Claim, deliver and record one event. None if another process holds it or it is done."""
+        event = self._claim(tenant, event_id)
+        if event is None:
+            return None
+        with tenant.unit_of_work() as uow:
+            receipts = {
+                row.subscriber: row
+                for row in uow.session.scalars(select(OutboxDelivery).where(OutboxDelivery.event_id == event_id))
+            }
+        outcomes: dict[str, str | None] = {}
+        for plugin, call in tenant.hooks.implementations("sceneos_on_event"):
+            receipt = receipts.get(plugin)
+            if receipt is not None and receipt.status in ("delivered", "dead"):
+                continue
+            try:
+                call(event=event, tenant=tenant)
+                outcomes[plugin] = None
+            except Exception as exc:  # one subscriber's failure is recorded, the others proceed
+                outcomes[plugin] = mask_text(f"{type(exc).__name__}: {exc}")[:500]
+        return self._record(tenant, event, outcomes)
+
+    def _claim(self, tenant: Tenant, event_id: str) -> Event | None:
+        now = tenant.clock.now()
+        with tenant.unit_of_work() as uow:
+            claimed = uow.session.execute(
+                update(OutboxEvent)
+                .where(OutboxEvent.id == event_id, OutboxEvent.delivered_at.is_(None),
+                       OutboxEvent.next_attempt_at <= now)
+                .values(next_attempt_at=now + CLAIM_LEASE, attempts=OutboxEvent.attempts + 1)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if claimed != 1:
+                return None
+            row = uow.session.get(OutboxEvent, event_id)
+            assert row is not None
+            return Event(type=row.type, tenant_id=row.tenant_id, occurred_at=row.occurred_at,
+                         payload=row.payload, id=row.id, subject=row.subject)
+
+    def _record(self, tenant: Tenant, event: Event, outcomes: dict[str, str | None]) -> bool:
+        settings = self._settings(tenant)
+        now = tenant.clock.now()
+        with tenant.unit_of_work() as uow:
+            row = uow.session.get(OutboxEvent, event.id)
+            assert row is not None
+            receipts = {
+                r.subscriber: r
+                for r in uow.session.scalars(select(OutboxDelivery).where(OutboxDelivery.event_id == event.id))
+            }
+            for plugin, error in outcomes.items():
+                receipt = receipts.get(plugin)
+                if receipt is None:
+                    receipt = OutboxDelivery(event_id=event.id, subscriber=plugin, status="failing", attempts=0,
+                                             updated_at=now)
+                    uow.session.add(receipt)
+                    receipts[plugin] = receipt
+                receipt.attempts += 1
+                receipt.updated_at = now
+                receipt.last_error = error
+                if error is None:
+                    receipt.status = "delivered"
+                elif receipt.attempts >= settings.max_attempts:
+                    receipt.status = "dead"
+                    log.error("event delivery given up", tenant_id=tenant.id, event_id=event.id,
+                              event_type=event.type, subscriber=plugin, error=error)
+                else:
+                    receipt.status = "failing"
+                    log.warning("event delivery failed; will retry", tenant_id=tenant.id, event_id=event.id,
+                                event_type=event.type, subscriber=plugin, attempt=receipt.attempts, error=error)
+            pending = [r for r in receipts.values() if r.status == "failing"]
+            if pending:
+                row.next_attempt_at = now + self.backoff(settings, max(r.attempts for r in pending))
+                return False
+            row.delivered_at = now
+            return True
+
+    @staticmethod
+    def backoff(settings: OutboxSettings, attempts: int) -> timedelta:
+        """Exponential backoff with full jitter between half and all of the delay."""
+        delay = min(settings.backoff_max_seconds, settings.backoff_base_seconds * 2 ** (attempts - 1))
+        return timedelta(seconds=delay * random.uniform(0.5, 1.0))
+
+
+def outbox_counts(session: Session) -> dict[str, int]:
+    from sqlalchemy import func
+
+    undelivered = session.scalar(select(func.count()).select_from(OutboxEvent).where(OutboxEvent.delivered_at.is_(None)))
+    dead = session.scalar(select(func.count()).select_from(OutboxDelivery).where(OutboxDelivery.status == "dead"))
+    total = session.scalar(select(func.count()).select_from(OutboxEvent))
+    return {"events": total or 0, "undelivered": undelivered or 0, "dead_deliveries": dead or 0}
+

@@ -1,0 +1,146 @@
+"""The transactional outbox: written with the change, delivered at-least-once per subscriber."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from core.db import tenant_session
+from core.events import Event
+from core.hookspecs import hookimpl
+from core.testing.harness import tenant_config
+from infra.outbox.models import OutboxDelivery, OutboxEvent
+from infra.outbox.service import OutboxRelay
+
+BOTH = pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
+
+
+class Subscriber:
+    def __init__(self, fail_times: int = 0) -> None:
+        self.fail_times = fail_times
+        self.seen: list[str] = []
+
+    @hookimpl
+    def sceneos_on_event(self, event) -> None:
+        if self.fail_times > 0:
+            self.fail_times -= 1
+            raise ConnectionError("broker unreachable at card 6222021234567890123")
+        self.seen.append(event.id)
+
+
+@pytest.fixture
+def app_with(make_sceneos):
+    def build(**subscribers):
+        return make_sceneos(
+            {"tenants": {"bank": tenant_config(plugins=list(subscribers), modules={"party": {}, "outbox": {
+                "max_attempts": 3, "backoff_base_seconds": 10}})}},
+            plugins=subscribers,
+        )
+    return build
+
+
+def rows(app, model):
+    with app.tenant("bank").unit_of_work() as uow:
+        return uow.session.scalars(select(model)).all()
+
+
+@BOTH
+def test_events_are_written_with_the_change_and_delivered_after_commit(app_with) -> None:
+    good = Subscriber()
+    app = app_with(good=good)
+    tenant = app.tenant("bank")
+    with pytest.raises(RuntimeError), tenant.unit_of_work() as uow:
+        uow.publish("test.rolled_back", {"n": 1})
+        raise RuntimeError("abort")
+    assert rows(app, OutboxEvent) == []
+
+    with tenant.unit_of_work() as uow:
+        event = uow.publish("test.done", {"n": 2}, subject="thing:1")
+    assert good.seen == [event.id]
+    [row] = rows(app, OutboxEvent)
+    assert (row.id, row.type, row.payload, row.subject) == (event.id, "test.done", {"n": 2}, "thing:1")
+    assert row.delivered_at == app.clock.now()
+    assert [(d.subscriber, d.status) for d in rows(app, OutboxDelivery)] == [("good", "delivered")]
+
+
+@BOTH
+def test_a_failing_subscriber_is_retried_with_backoff_and_the_others_are_not_called_again(app_with, sim_clock) -> None:
+    good, flaky = Subscriber(), Subscriber(fail_times=1)
+    app = app_with(good=good, flaky=flaky)
+    with app.tenant("bank").unit_of_work() as uow:
+        event = uow.publish("test.done", {})
+    assert good.seen == [event.id] and flaky.seen == []
+    [row] = rows(app, OutboxEvent)
+    assert row.delivered_at is None
+    # Backoff: first retry between half and all of 10 s.
+    assert timedelta(seconds=5) <= row.next_attempt_at - sim_clock.now() <= timedelta(seconds=10)
+    failing = next(d for d in rows(app, OutboxDelivery) if d.subscriber == "flaky")
+    assert failing.status == "failing" and "ConnectionError" in failing.last_error
+    assert "6222021234567890123" not in failing.last_error  # errors are masked before storage
+
+    relay = OutboxRelay(app)
+    assert relay.run_once().claimed == 0  # not due yet
+    sim_clock.advance(seconds=11)
+    report = relay.run_once()
+    assert (report.claimed, report.delivered) == (1, 1)
+    assert flaky.seen == [event.id] and good.seen == [event.id]  # good was not called twice
+    assert rows(app, OutboxEvent)[0].delivered_at == sim_clock.now()
+
+
+def test_a_subscriber_that_keeps_failing_is_given_up_after_max_attempts(app_with, sim_clock) -> None:
+    broken = Subscriber(fail_times=100)
+    app = app_with(broken=broken)
+    with app.tenant("bank").unit_of_work() as uow:
+        uow.publish("test.done", {})
+    relay = OutboxRelay(app)
+    for _ in range(5):
+        sim_clock.advance(hours=1)
+        relay.run_once()
+    [receipt] = rows(app, OutboxDelivery)
+    assert (receipt.status, receipt.attempts) == ("dead", 3)
+    assert rows(app, OutboxEvent)[0].delivered_at is not None  # nothing left to retry
+
+
+@BOTH
+def test_events_committed_by_a_process_that_died_before_delivering_are_relayed(app_with) -> None:
+    good = Subscriber()
+    app = app_with(good=good)
+    bus = app.container.event_bus()
+    event = Event(type="test.orphan", tenant_id="bank", occurred_at=app.clock.now(), payload={})
+    with tenant_session(app.session_factory, "bank") as session:
+        bus.stage(session, event)
+        session.info.clear()  # the process "dies" after commit, before after_commit delivers
+    assert good.seen == []
+    assert OutboxRelay(app).run_once().delivered == 1
+    assert good.seen == [event.id]
+    assert OutboxRelay(app).run_once().claimed == 0
+
+
+@BOTH
+def test_only_one_claimant_delivers_an_attempt(app_with) -> None:
+    app = app_with(good=Subscriber())
+    bus = app.container.event_bus()
+    event = Event(type="test.race", tenant_id="bank", occurred_at=app.clock.now(), payload={})
+    with tenant_session(app.session_factory, "bank") as session:
+        bus.stage(session, event)
+        session.info.clear()
+    relay = OutboxRelay(app)
+    tenant = app.tenant("bank")
+    assert relay._claim(tenant, event.id) is not None
+    assert relay._claim(tenant, event.id) is None  # leased to the first claimant
+
+
+def test_payloads_must_be_json(app_with) -> None:
+    app = app_with()
+    with pytest.raises(ValueError, match="payload is not JSON"), app.tenant("bank").unit_of_work() as uow:
+        uow.publish("test.bad", {"when": object()})
+    assert rows(app, OutboxEvent) == []
+
+
+def test_each_tenant_sees_only_its_events(make_sceneos) -> None:
+    app = make_sceneos({"tenants": {"bank": tenant_config(), "other": tenant_config("Other")}})
+    with app.tenant("other").unit_of_work() as uow:
+        uow.publish("test.other", {})
+    assert rows(app, OutboxEvent) == []
