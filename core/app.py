@@ -30,6 +30,7 @@ from core.plugins import PluginCatalog, PluginInfo, TenantHooks, build_plugin_ma
 from core.settings import (
     ModuleSettings,
     Settings,
+    TenantSettings,
     describe_validation_error,
     load_settings,
     settings_from_mapping,
