@@ -7,6 +7,7 @@ partner authentication in front of these routes.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core import __version__
 from core.errors import NotFound, SceneOSError
-from core.logging import get_logger, request_context
+from core.logging import bind_request_context, get_logger, request_context
 from core.tenancy import ModuleRuntime, Tenant
 
 if TYPE_CHECKING:
@@ -49,8 +50,12 @@ def get_app(request: Request) -> SceneOS:
     return request.app.state.sceneos
 
 
-def get_tenant(tenant_id: str, request: Request) -> Tenant:
-    return get_app(request).tenant(tenant_id)
+async def get_tenant(tenant_id: str, request: Request) -> Tenant:
+    # async on purpose: it runs in the request's own context, so the tenant id bound here reaches
+    # the log lines of the (threadpool) endpoint, which runs in a copy of that context.
+    tenant = get_app(request).tenant(tenant_id)
+    bind_request_context(tenant_id=tenant.id)
+    return tenant
 
 
 def module_runtime(name: str) -> Callable[..., ModuleRuntime]:
@@ -77,8 +82,11 @@ def create_http_app(app: SceneOS) -> FastAPI:
         if len(request_id) > 128 or not request_id.isprintable():
             request_id = str(uuid.uuid4())
         request.state.request_id = request_id
+        started = time.perf_counter()
         with request_context(request_id=request_id):
             response = await call_next(request)
+            log.info("request", method=request.method, path=request.url.path, status=response.status_code,
+                     duration_ms=round((time.perf_counter() - started) * 1000, 1))
         response.headers[REQUEST_ID_HEADER] = request_id
         return response
 

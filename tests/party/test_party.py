@@ -161,3 +161,31 @@ def test_health_and_openapi(sceneos_app, http_client) -> None:
     assert health["status"] == "ok" and health["schema_current"] is True and health["tenants"] == ["bank"]
     spec = client.get("/openapi.json").json()
     assert "/v1/tenants/{tenant_id}/party/customers" in spec["paths"]
+
+
+def test_request_logs_carry_request_and_tenant_ids_and_no_raw_identifiers(make_sceneos, http_client) -> None:
+    import io
+    import json
+
+    import structlog
+
+    from core.logging import configure_logging
+
+    stream = io.StringIO()
+    configure_logging("json", "INFO", stream=stream)
+    try:
+        app = make_sceneos({"tenants": {"bank": tenant_config(plugins=["example_bank"])}})
+        client = http_client(app)
+        id_number = resident_id(date(1980, 1, 1))
+        response = client.post("/v1/tenants/bank/party/customers", headers={"X-Request-ID": "req-42"},
+                               json={"name": "Log Test", "id_number": id_number, "phone": "13912345678"})
+        assert response.status_code == 201
+    finally:
+        structlog.reset_defaults()
+        configure_logging("console", "WARNING")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    plugin_line = next(line for line in lines if line["event"] == "new customer")
+    assert plugin_line["request_id"] == "req-42" and plugin_line["tenant_id"] == "bank"
+    access = next(line for line in lines if line["event"] == "request")
+    assert access["request_id"] == "req-42" and access["status"] == 201
+    assert id_number not in stream.getvalue() and "13912345678" not in stream.getvalue()
