@@ -115,6 +115,7 @@ def config_check(
             name: runtime.settings.model_dump(mode="json") for name, runtime in tenant.modules.items()
         }
     effective["database"]["url"] = _mask_url(effective["database"]["url"])
+    effective = _mask_secret_keys(effective)
     sceneos.close()
     if as_json:
         console.print_json(json.dumps(effective))
@@ -123,6 +124,22 @@ def config_check(
 
         console.print(f"[green]configuration is valid[/green] ({sceneos.source})")
         console.print(Pretty(effective))
+
+
+SECRET_KEY_WORDS = ("secret", "password", "token", "api_key", "private_key", "master_key")
+
+
+def _mask_secret_keys(value: Any) -> Any:
+    """Plugin configuration is free-form: mask values whose key names a secret."""
+    if isinstance(value, dict):
+        return {
+            key: "**********" if any(word in str(key).lower() for word in SECRET_KEY_WORDS) and value[key]
+            and not isinstance(value[key], dict | list) else _mask_secret_keys(value[key])
+            for key in value
+        }
+    if isinstance(value, list):
+        return [_mask_secret_keys(item) for item in value]
+    return value
 
 
 def _mask_url(url: str) -> str:

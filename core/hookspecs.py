@@ -122,7 +122,7 @@ def sceneos_shutdown(app: SceneOS, tenant: Tenant) -> None:
 
 @hookspec
 def sceneos_on_event(event: Event, tenant: Tenant) -> None:
-    """A domain event of ``tenant`` was committed (e.g. ``party.customer.created``).
+    """A domain event of ``tenant`` was committed (e.g. ``party.customer.registered``).
 
     Called after the unit of work that raised the event commits, once per subscriber plugin;
     delivery is at-least-once, so use ``event.id`` to deduplicate. An exception in one subscriber

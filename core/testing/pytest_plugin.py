@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from core.app import SceneOS
 from core.clock import SimulatedClock
@@ -47,7 +48,8 @@ def sim_clock() -> SimulatedClock:
 def _postgres_server_database() -> Iterator[str]:
     reason = postgres.probe(postgres.server_url())
     if reason is not None:
-        message = f"PostgreSQL not reachable at {postgres.server_url()} ({reason}); set {postgres.ENV_URL}"
+        shown = make_url(postgres.server_url()).render_as_string(hide_password=True)
+        message = f"PostgreSQL not reachable at {shown} ({reason}); set {postgres.ENV_URL}"
         if postgres.required():
             pytest.fail(message + " — required under CI=true", pytrace=False)
         pytest.skip(message)

@@ -151,3 +151,11 @@ def test_config_check_on_a_bad_file_exits_non_zero_with_one_line(tmp_path: Path)
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.strip() == f"error: {path}: tenants.bank_a.curency: unknown key"
+
+
+def test_config_check_masks_plugin_config_values_whose_key_names_a_secret(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD + '\n[tenants.bank_a.plugin_config.example_bank]\napi_key = "k-123456"\nmin_age_years = 23\n')
+    result = run_cli("config", "check", str(path), "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "k-123456" not in result.stdout and '"api_key": "**********"' in result.stdout
+    assert '"min_age_years": 23' in result.stdout
