@@ -1,0 +1,1 @@
+"""Scorecards shipped with SceneOS (``<name>.json``), chosen by the ``scorecard`` setting."""

@@ -1,0 +1,1 @@
+"""A fake credit bureau for tests and the demo (entry point ``fake_bureau``)."""
