@@ -155,12 +155,16 @@ def _add_module_commands() -> None:
     for name, (spec, _) in sorted(PluginCatalog.discover().modules().items()):
         if spec.cli is not None:
             app.add_typer(spec.cli, name=name)
+            if name == "compute":  # the batch-job commands are also `sceneos jobs run|status|jobs`
+                app.add_typer(spec.cli, name="jobs", help="Batch jobs (alias of `sceneos compute`).")
 
 
 def main() -> None:
     try:
         _add_module_commands()
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except SceneOSError as exc:
         _fail(f"error: {exc.message}", 2)
     except (typer.Abort, KeyboardInterrupt):
