@@ -153,10 +153,14 @@ def _add_module_commands() -> None:
     from core.plugins import PluginCatalog
 
     for name, (spec, _) in sorted(PluginCatalog.discover().modules().items()):
-        if spec.cli is not None:
-            app.add_typer(spec.cli, name=name)
-            if name == "compute":  # the batch-job commands are also `sceneos jobs run|status|jobs`
-                app.add_typer(spec.cli, name="jobs", help="Batch jobs (alias of `sceneos compute`).")
+        if spec.cli is None:
+            continue
+        app.add_typer(spec.cli, name=name)
+        groups = {group.name: group.typer_instance for group in spec.cli.registered_groups}
+        for alias, group in spec.cli_aliases.items():
+            target = spec.cli if not group else groups[group]
+            path = f"{name} {group}".strip()
+            app.add_typer(target, name=alias, help=f"Alias of `sceneos {path}`.")
 
 
 def main() -> None:

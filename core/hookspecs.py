@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
     from pydantic import BaseModel
 
     from core.app import SceneOS
@@ -85,6 +86,21 @@ def sceneos_make_event_bus(app: SceneOS) -> Any:
 
     :param app: the application being built (tenants not built yet).
     :return: an object with ``stage(session, event)`` and ``after_commit(session)``, or None.
+    """
+
+
+@hookspec
+def sceneos_http_app(app: SceneOS, http: FastAPI) -> None:
+    """The HTTP application is being assembled: add routes, middleware and OpenAPI details.
+
+    Called once per :meth:`SceneOS.http` on the application-level plugins (global ones and those
+    providing default-enabled infrastructure), after the kernel's routes are mounted and before
+    the request-id middleware is wrapped around everything. Middleware added here sees
+    ``request.state.request_id``. The super entry mounts the partner surface this way.
+
+    :param app: the built application.
+    :param http: the FastAPI application (not started yet).
+    :return: nothing (ignored).
     """
 
 

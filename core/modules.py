@@ -55,6 +55,9 @@ class ModuleSpec:
     router: Callable[[], APIRouter] | None = None
     jobs: Sequence[JobSpec] = ()
     cli: typer.Typer | None = None
+    # Top-level aliases of the module's CLI: {"jobs": ""} exposes the whole CLI as `sceneos jobs`,
+    # {"partners": "partners"} its `partners` group as `sceneos partners`.
+    cli_aliases: Mapping[str, str] = field(default_factory=dict)
     hookspecs: ModuleType | None = None
     # A DeclarativeContainer class whose ``providers.Dependency`` slots the kernel fills in:
     # ``runtime`` (ModuleRuntime), ``settings``, ``clock``, ``hooks``, ``tenant``.

@@ -71,15 +71,88 @@ class LoggingSettings(StrictModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+KEY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+PARTNER_ID_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+SCOPE_PATTERN = r"^[a-z][a-z0-9_]*(:[a-z0-9_*]+)?$"
+
+
+class PartnerCredentialSettings(StrictModel):
+    """One signing key of a partner. Several at once let a partner rotate without downtime."""
+
+    key_id: str = Field(pattern=KEY_ID_PATTERN, description="public id sent with every signed request")
+    secret: SecretStr = Field(description="HMAC-SHA256 signing secret; set it from the environment")
+
+
 class PartnerSettings(StrictModel):
-    """A partner platform of one tenant. The super entry extends what a partner holds."""
+    """A partner platform of one tenant, declared in configuration (the super entry also keeps
+    partners created through its admin API/CLI in the database).
+
+    ``secret`` is a shorthand for one credential whose key id is ``<tenant>.<partner>``;
+    ``credentials`` holds any number of (key id, secret) pairs for rotation.
+    """
 
     name: str
     display_name: str | None = None
+    # "<module>" (every operation), "<module>:read" (GET), "<module>:write" (other methods) or
+    # "<module>:<operation>" (one route, by its function name).
     scopes: list[str] = Field(default_factory=list)
     secret: SecretStr | None = None
+    credentials: list[PartnerCredentialSettings] = Field(default_factory=list)
+    enabled: bool = True
+    # ``limits`` syntax, e.g. "20/second; 1000/hour"; unset: the tenant's entry default.
+    rate_limit: str | None = None
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
+    # Older webhook secrets still signed with during a rotation (receivers accept either).
+    previous_webhook_secrets: list[SecretStr] = Field(default_factory=list)
+    # Event types (fnmatch patterns, e.g. "party.*") delivered to this partner beyond its own.
+    webhook_events: list[str] = Field(default_factory=list)
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes(cls, value: list[str]) -> list[str]:
+        import re
+
+        for scope in value:
+            if not re.match(SCOPE_PATTERN, scope):
+                raise ValueError(f"scope {scope!r} must be '<module>', '<module>:read', '<module>:write' or '<module>:<operation>'")
+        return value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("webhook_url must be an http(s) URL")
+        return value
+
+
+class EntrySettings(StrictModel):
+    """The super entry, for the whole deployment (per-tenant options: ``[tenants.<id>.modules.entry]``).
+
+    Secrets come from the environment: ``SCENEOS__ENTRY__MASTER_KEY``, ``SCENEOS__ENTRY__ADMIN_API_KEYS``.
+    """
+
+    # Encrypts partner secrets kept in the database. Required with a server database; SQLite demos
+    # fall back to a fixed development key (and say so in the log).
+    master_key: SecretStr | None = None
+    # Old master keys, still accepted for decryption while secrets are re-encrypted.
+    previous_master_keys: list[SecretStr] = Field(default_factory=list)
+    # Keys for the bank's own routes (``/v1/tenants/...``, ``/v1/admin/...``), sent as
+    # ``X-SceneOS-Admin-Key``. None configured: open on SQLite (development), closed otherwise.
+    admin_api_keys: list[SecretStr] = Field(default_factory=list)
+    clock_skew_seconds: int = Field(default=300, ge=1, le=3600, description="accepted signature age, either way")
+    # Where seen nonces are kept: "database" (shared by every worker), "memory" (one process) or
+    # "redis" (``redis_url``).
+    replay_store: Literal["database", "memory", "redis"] = "database"
+    # Rate-limit counters: "memory://" (one process) or a Redis URL ("redis://host:6379").
+    rate_limit_storage: str = "memory://"
+    redis_url: str | None = None
+    credential_cache_seconds: float = Field(default=5.0, ge=0, le=300, description="how long a looked-up key is trusted")
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    # ``sceneos serve`` sends due webhooks from a background task every this many seconds (0: off;
+    # run ``sceneos entry webhooks run --loop`` instead).
+    webhook_poll_seconds: float = Field(default=1.0, ge=0, le=3600)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
 
 
 class TenantSettings(StrictModel):
@@ -109,6 +182,16 @@ class TenantSettings(StrictModel):
             raise ValueError(f"unknown IANA timezone {value!r}") from None
         return value
 
+    @field_validator("partners")
+    @classmethod
+    def _partner_ids(cls, value: dict[str, PartnerSettings]) -> dict[str, PartnerSettings]:
+        import re
+
+        for partner_id in value:
+            if not re.match(PARTNER_ID_PATTERN, partner_id):
+                raise ValueError(f"partner id {partner_id!r} must be lower-case letters, digits and _")
+        return value
+
     def enabled_modules(self) -> list[str]:
         return [name for name, raw in self.modules.items() if raw.get("enabled", True) is not False]
 
@@ -133,6 +216,7 @@ class Settings(BaseSettings):
     plugins: list[str] = Field(default_factory=list, description="plugins enabled for every tenant")
     plugin_config: dict[str, dict[str, Any]] = Field(default_factory=dict)
     tenants: dict[str, TenantSettings] = Field(default_factory=dict)
+    entry: EntrySettings = Field(default_factory=EntrySettings)
 
     @field_validator("tenants")
     @classmethod

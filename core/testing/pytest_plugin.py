@@ -17,6 +17,15 @@ Fixtures:
     when no server answers, fails instead under ``CI=true``.
 ``http_client``
     Factory: ``http_client(app)`` is an ``httpx``-compatible test client of the app's HTTP API.
+``live_server``
+    Factory: ``live_server(app)`` serves the app with uvicorn on a free loopback port (in a thread,
+    with its lifespan, so background tasks such as webhook sending run) and returns its base URL.
+``partner_client``
+    Factory: ``partner_client(app, key_id, secret)`` is a :class:`core.sdk.PartnerClient` signing
+    with that key against ``live_server(app)``, timestamps taken from the app's (simulated) clock;
+    ``asynchronous=True`` gives an :class:`core.sdk.AsyncPartnerClient`; other keywords go to the
+    client (``max_retries=0``, ``clock=...``). Partners come from configuration: see
+    :func:`core.testing.harness.partner_config`.
 """
 
 from __future__ import annotations
@@ -118,3 +127,38 @@ def http_client() -> Iterator[Callable[[SceneOS], Any]]:
     yield factory
     for client in clients:
         client.close()
+
+
+@pytest.fixture
+def live_server() -> Iterator[Callable[[SceneOS], str]]:
+    from core.testing.live import LiveServer
+
+    servers: dict[int, LiveServer] = {}
+
+    def factory(app: SceneOS) -> str:
+        if id(app) not in servers:
+            servers[id(app)] = LiveServer(app.http())
+        return servers[id(app)].url
+
+    yield factory
+    for server in servers.values():
+        server.stop()
+
+
+@pytest.fixture
+def partner_client(live_server: Callable[[SceneOS], str]) -> Iterator[Callable[..., Any]]:
+    from core.sdk import AsyncPartnerClient, PartnerClient
+
+    clients: list[Any] = []
+
+    def factory(app: SceneOS, key_id: str, secret: str, *, asynchronous: bool = False, **kwargs: Any) -> Any:
+        kwargs.setdefault("clock", lambda: app.clock.now().timestamp())
+        cls = AsyncPartnerClient if asynchronous else PartnerClient
+        client = cls(live_server(app), key_id, secret, **kwargs)
+        clients.append(client)
+        return client
+
+    yield factory
+    for client in clients:
+        if isinstance(client, PartnerClient):
+            client.close()

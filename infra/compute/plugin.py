@@ -22,6 +22,7 @@ def sceneos_register_modules() -> list[ModuleSpec]:
             settings_model=ComputeSettings,
             migrations=Path(__file__).parent / "migrations",
             cli=cli,
+            cli_aliases={"jobs": ""},
             hookspecs=hooks,
             container=ComputeContainer,
             default_enabled=True,

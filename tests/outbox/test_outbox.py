@@ -34,8 +34,9 @@ class Subscriber:
 def app_with(make_sceneos):
     def build(**subscribers):
         return make_sceneos(
-            {"tenants": {"bank": tenant_config(plugins=list(subscribers), modules={"party": {}, "outbox": {
-                "max_attempts": 3, "backoff_base_seconds": 10}})}},
+            # The super entry subscribes to every event too (webhooks); these tests count receipts.
+            {"tenants": {"bank": tenant_config(plugins=list(subscribers), modules={"party": {}, "entry": {"enabled": False},
+                "outbox": {"max_attempts": 3, "backoff_base_seconds": 10}})}},
             plugins=subscribers,
         )
     return build
