@@ -31,20 +31,30 @@ def serve(
     config: str | None = ConfigOption,
     host: str = typer.Option("127.0.0.1", help="address to listen on"),
     port: int = typer.Option(8000, help="port to listen on"),
-    workers: int = typer.Option(1, help="worker processes (stateless; scale out behind a balancer)"),
+    workers: int = typer.Option(1, min=1, max=64, help="worker processes (stateless; scale out behind a balancer)"),
 ) -> None:
     """Start the HTTP API (super entry) with uvicorn."""
     import uvicorn
 
     from core.cli_support import build_app
+    from core.settings import ENV_CONFIG_FILE, resolve_config_path
 
-    sceneos = build_app(config).start()
+    sceneos = build_app(config).start()  # validates and migrates once, before any worker starts
     console.print(f"SceneOS on http://{host}:{port}  (tenants: {', '.join(sceneos.tenants) or 'none'}; "
                   f"API docs at /docs)")
-    try:
-        uvicorn.run(sceneos.http(), host=host, port=port, workers=workers, log_config=None)
-    finally:
-        sceneos.close()
+    if workers == 1:
+        try:
+            uvicorn.run(sceneos.http(), host=host, port=port, log_config=None, access_log=False)
+        finally:
+            sceneos.close()
+        return
+    sceneos.close()
+    # Several processes need an import string: each worker builds its own application.
+    path, _ = resolve_config_path(config)
+    if path is not None:
+        os.environ[ENV_CONFIG_FILE] = str(path.resolve())
+    uvicorn.run("core.cli_support:http_app_for_worker", factory=True, host=host, port=port, workers=workers,
+                log_config=None, access_log=False)
 
 
 @app.command()
@@ -139,13 +149,20 @@ def _mask_secret_keys(value: Any) -> Any:
         }
     if isinstance(value, list):
         return [_mask_secret_keys(item) for item in value]
+    if isinstance(value, str) and "://" in value and "@" in value:
+        return _mask_url(value)  # a connection URL (database, Redis) may carry a password
     return value
 
 
 def _mask_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
+    from urllib.parse import urlsplit, urlunsplit
 
-    return make_url(url).render_as_string(hide_password=True)
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _add_module_commands() -> None:

@@ -108,6 +108,20 @@ class PartnerSettings(StrictModel):
     # Event types (fnmatch patterns, e.g. "party.*") delivered to this partner beyond its own.
     webhook_events: list[str] = Field(default_factory=list)
 
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from limits import parse_many
+
+        try:
+            if not parse_many(value):
+                raise ValueError
+        except ValueError:
+            raise ValueError(f"rate_limit {value!r} is not a rate like '20/second; 1000/hour'") from None
+        return value
+
     @field_validator("scopes")
     @classmethod
     def _scopes(cls, value: list[str]) -> list[str]:

@@ -51,7 +51,7 @@ def _executor(kind: str, scheduler: str | None, workers: int | None) -> Executor
 
 @cli.command("run")
 def run(
-    name: str = typer.Argument(..., help="job name, e.g. ledger.accrue_interest (see `sceneos compute jobs`)"),
+    name: str = typer.Argument(..., help="job name, e.g. ledger.expire_pending (see `sceneos compute jobs`)"),
     tenant: str = typer.Option(..., "--tenant", "-t", help="tenant (bank) id"),
     business_date: str = typer.Option(..., "--date", "-d", help="business date, YYYY-MM-DD"),
     executor: str = typer.Option("inprocess", "--executor", "-e", help="inprocess or dask"),

@@ -53,7 +53,7 @@ def sceneos_compute_before_job(tenant: Tenant, job_name: str, business_date: dat
     is already completed.
 
     :param tenant: the bank the job runs for.
-    :param job_name: the job, e.g. ``"ledger.accrue_interest"``.
+    :param job_name: the job, e.g. ``"ledger.expire_pending"``.
     :param business_date: the business date of the run.
     :param uow: the unit of work to write in (``uow.session``); it commits after every plugin ran.
     :return: nothing (ignored). Every plugin is called (collected).
@@ -72,7 +72,7 @@ def sceneos_compute_after_job(
     are failed or pending.
 
     :param tenant: the bank the job ran for.
-    :param job_name: the job, e.g. ``"ledger.accrue_interest"``.
+    :param job_name: the job, e.g. ``"ledger.expire_pending"``.
     :param business_date: the business date of the run.
     :param summary: sums of the numeric values the partitions returned (e.g. ``{"entries":
         1000, "amount_minor": 52000}``) plus ``"partitions"``; the same after a resumed run as

@@ -207,7 +207,7 @@ ProgressCallback = Callable[[RunProgress], None]
 class JobRunner:
     """Runs jobs of an application's tenants and reports on their runs.
 
-    ``JobRunner(app).run("bank_a", "ledger.accrue_interest", date(2026, 3, 31))`` runs (or resumes,
+    ``JobRunner(app).run("bank_a", "ledger.expire_pending", date(2026, 3, 31))`` runs (or resumes,
     or does nothing for) one run; ``executor=DaskExecutor(scheduler="tcp://...")`` spreads its
     partitions over a Dask cluster; ``progress`` is called as partitions finish.
     """

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from core.tenancy import Tenant
 
 STAGED_KEY = "sceneos_outbox_staged"
+IN_PROCESS_KEY = "sceneos_outbox_in_process"
 CLAIM_LEASE = timedelta(seconds=60)
 log = get_logger("sceneos.outbox")
 
@@ -47,6 +48,11 @@ class OutboxEventBus:
         self.app = app
 
     def stage(self, session: Session, event: Event) -> None:
+        tenant = self.app.tenants.get(event.tenant_id)
+        if tenant is not None and not tenant.has_module("outbox"):
+            # A tenant that switched the outbox off gets the kernel's after-commit delivery.
+            session.info.setdefault(IN_PROCESS_KEY, []).append(event)
+            return
         try:
             payload = json.loads(json.dumps(event.payload))
         except (TypeError, ValueError) as exc:
@@ -59,6 +65,10 @@ class OutboxEventBus:
         session.info.setdefault(STAGED_KEY, []).append((event.tenant_id, event.id))
 
     def after_commit(self, session: Session) -> None:
+        for event in session.info.pop(IN_PROCESS_KEY, []):
+            for plugin, exc in self.app.dispatch_event(event):
+                log.error("event subscriber failed", plugin=plugin, tenant_id=event.tenant_id,
+                          event_type=event.type, event_id=event.id, error=mask_text(f"{type(exc).__name__}: {exc}"))
         staged: list[tuple[str, str]] = session.info.pop(STAGED_KEY, [])
         relay = OutboxRelay(self.app)
         for tenant_id, event_id in staged:

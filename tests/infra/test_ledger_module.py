@@ -80,3 +80,26 @@ def test_ledger_cli_shows_accounts_and_a_zero_trial_balance(tmp_path: Path) -> N
     assert trial.returncode == 0 and "total" in trial.stdout and "0.00" in trial.stdout
     bad = run("ledger", "accounts", "-t", "bank", "--as-of", "yesterday")
     assert bad.returncode == 2 and bad.stderr.strip() == "error: --as-of 'yesterday' is not an ISO 8601 date-time"
+
+
+def test_the_expire_pending_job_releases_holds_past_their_expiry(make_sceneos, sim_clock) -> None:
+    from datetime import date, timedelta
+
+    from infra.compute import JobRunner
+
+    app = make_sceneos({"tenants": {"bank": tenant_config(modules={"party": {}, "ledger": CHART})}})
+    tenant = app.tenant("bank")
+    with tenant.unit_of_work() as uow:
+        ledger = tenant.module("ledger").container.ledger(session=uow.session)
+        ledger.post(EntryDraft("fund", [Posting.debit("bank:settlement", 5_000), Posting.credit("cust:1:wallet", 5_000)]))
+        ledger.post(EntryDraft("hold", [Posting.debit("cust:1:wallet", 3_000), Posting.credit("bank:settlement", 3_000)],
+                               pending=True, expires_at=sim_clock.now() + timedelta(minutes=5)))
+    sim_clock.advance(minutes=6)
+    report = JobRunner(app).run("bank", "ledger.expire_pending", date(2026, 1, 1))
+    assert report.status == "completed", report.message
+    with tenant.unit_of_work() as uow:
+        ledger = tenant.module("ledger").container.ledger(session=uow.session)
+        assert ledger.balance("cust:1:wallet").available_minor == 5_000
+        assert ledger.get_entry("hold").status == "expired"
+    again = JobRunner(app).run("bank", "ledger.expire_pending", date(2026, 1, 1))
+    assert again.already_completed

@@ -159,3 +159,16 @@ def test_config_check_masks_plugin_config_values_whose_key_names_a_secret(tmp_pa
     assert result.returncode == 0, result.stderr
     assert "k-123456" not in result.stdout and '"api_key": "**********"' in result.stdout
     assert '"min_age_years": 23' in result.stdout
+
+
+def test_a_partner_rate_limit_that_does_not_parse_names_the_key(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD + '\n[tenants.bank_a.partners.travel]\nname = "Travel"\nrate_limit = "lots"\n')
+    with pytest.raises(ConfigError, match=r"tenants\.bank_a\.partners\.travel\.rate_limit: rate_limit 'lots' is not a rate"):
+        build(path)
+
+
+def test_config_check_masks_passwords_in_connection_urls(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD + '\n[entry]\nredis_url = "redis://:hunter2@127.0.0.1:6379/0"\n')
+    result = run_cli("config", "check", str(path), "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "hunter2" not in result.stdout and "redis://:***@127.0.0.1:6379/0" in result.stdout

@@ -145,3 +145,32 @@ def test_each_tenant_sees_only_its_events(make_sceneos) -> None:
     with app.tenant("other").unit_of_work() as uow:
         uow.publish("test.other", {})
     assert rows(app, OutboxEvent) == []
+
+
+def test_a_tenant_without_the_outbox_still_gets_its_events_after_commit(make_sceneos) -> None:
+    seen = Subscriber()
+    app = make_sceneos({"tenants": {"bank": tenant_config(plugins=["seen"], modules={
+        "party": {}, "outbox": {"enabled": False}})}}, plugins={"seen": seen})
+    with app.tenant("bank").unit_of_work() as uow:
+        event = uow.publish("test.done", {})
+    assert seen.seen == [event.id]
+    with app.system_unit_of_work() as session:
+        assert session.scalars(select(OutboxEvent)).all() == []
+
+
+def test_the_served_app_sweeps_the_outbox_in_the_background(app_with, sim_clock) -> None:
+    import time
+
+    from fastapi.testclient import TestClient
+
+    flaky = Subscriber(fail_times=1)
+    app = app_with(flaky=flaky)
+    with app.tenant("bank").unit_of_work() as uow:
+        event = uow.publish("test.done", {})
+    assert flaky.seen == []
+    sim_clock.advance(seconds=30)  # the retry is due
+    with TestClient(app.http()):  # runs the lifespan, as uvicorn does
+        deadline = time.monotonic() + 10
+        while not flaky.seen and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert flaky.seen == [event.id]
