@@ -1,0 +1,69 @@
+"""Settings of the payments module, under ``[tenants.<id>.modules.payments]``."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from core.settings import ModuleSettings
+
+_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"
+
+
+class TerminalConfig(BaseModel):
+    """A terminal (ticket window) of a store."""
+
+    terminal_id: str = Field(pattern=_ID)
+    label: str = Field(min_length=1, max_length=25, description="shown in the QR's additional data")
+
+
+class StoreConfig(BaseModel):
+    store_id: str = Field(pattern=_ID)
+    name: str = Field(min_length=1, max_length=100)
+    terminals: list[TerminalConfig] = Field(default_factory=list)
+
+
+class MerchantConfig(BaseModel):
+    """A merchant as configured per tenant; seeded into the database at startup."""
+
+    merchant_id: str = Field(pattern=_ID)
+    name: str = Field(min_length=1, max_length=25, description="EMVCo tag 59 allows 25 characters")
+    city: str = Field(min_length=1, max_length=15, description="EMVCo tag 60 allows 15 characters")
+    mcc: str = Field(description="ISO 18245 merchant category code, four digits")
+    settlement_account: str = Field(min_length=1, max_length=64, description="ledger account code")
+    fee_rate: Decimal = Field(default=Decimal("0"), ge=0, lt=1, description="merchant discount rate, e.g. 0.006")
+    stores: list[StoreConfig] = Field(default_factory=list)
+
+    @field_validator("mcc")
+    @classmethod
+    def _mcc(cls, value: str) -> str:
+        if not re.fullmatch(r"\d{4}", value):
+            raise ValueError("mcc must be four digits, e.g. '4111'")
+        return value
+
+
+class PaymentsSettings(ModuleSettings):
+    merchants: list[MerchantConfig] = Field(default_factory=list)
+    qr_ttl_seconds: int = Field(default=300, ge=10, le=86_400, description="how long a dynamic QR can be paid")
+    qr_guid: str = Field(default="cn.sceneos.pay", min_length=1, max_length=32,
+                         description="globally unique id in merchant account information (tag 26, sub-tag 00)")
+    country_code: str = Field(default="CN", pattern=r"^[A-Z]{2}$")
+    fee_income_account: str = Field(default="bank:payments:fees", description="ledger account of fee income")
+    max_pin_failures: int = Field(default=5, ge=1, le=20, description="wrong PINs in a row before lockout")
+    lockout_seconds: int = Field(default=900, ge=1, description="how long a locked operator waits")
+    # scrypt cost (N); stored with each hash so it can be raised later without breaking old PINs.
+    pin_scrypt_n: int = Field(default=2**14, ge=2**10, le=2**20)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> PaymentsSettings:
+        merchants = [m.merchant_id for m in self.merchants]
+        if len(set(merchants)) != len(merchants):
+            raise ValueError("merchant_id values must be unique")
+        terminals = [t.terminal_id for m in self.merchants for s in m.stores for t in s.terminals]
+        if len(set(terminals)) != len(terminals):
+            raise ValueError("terminal_id values must be unique across merchants")
+        if self.pin_scrypt_n & (self.pin_scrypt_n - 1):
+            raise ValueError("pin_scrypt_n must be a power of two")
+        return self
