@@ -1,0 +1,225 @@
+"""HTTP routes of credit pay: ``/v1/credit_pay/...`` for partners (signed, scoped, with the user's
+consent where the route acts for a user) and ``/v1/tenants/{tenant_id}/credit_pay/...`` for the bank.
+
+On a partner's call the customer is the one the partner's user (``SceneOS-User-Id``) is linked to,
+and a partner sees and changes only its own users' accounts and its own purchases.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.errors import NotFound, ValidationFailed
+from core.http import module_runtime
+from core.tenancy import ModuleRuntime
+from infra.entry.consent import EndUser, require_consent
+from products.credit_pay.service import (
+    ID_PATTERN,
+    AccountView,
+    ActivationDraft,
+    ActivationView,
+    CreditPayService,
+    PurchaseDraft,
+    PurchaseView,
+    RefundView,
+    TrialView,
+)
+
+credit_pay = module_runtime("credit_pay")
+
+
+class ActivationBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN)
+    # The bank names the customer; a partner's call takes the customer linked to its user.
+    customer_no: str | None = Field(default=None, min_length=1, max_length=32)
+    product: str = Field(default="standard", min_length=1, max_length=32)
+    consented: dict[str, Any] = Field(default_factory=dict)
+    device_id: str | None = Field(default=None, max_length=128)
+
+
+class RefundBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    refund_id: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN)
+    amount_minor: int = Field(gt=0, le=10**15)
+
+
+class TrialBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount_minor: int = Field(gt=0, le=10**15)
+    terms: int | None = Field(default=None, ge=1, le=360)
+    method: str | None = Field(default=None, max_length=32)
+
+
+def _partner_id(request: Request) -> str | None:
+    from infra.entry.gateway import STATE_PARTNER
+
+    context = getattr(request.state, STATE_PARTNER, None)
+    return context.partner.partner_id if context is not None else None
+
+
+def _customer(user: EndUser | None, given: str | None) -> str:
+    if user is not None:
+        if user.customer_no is None:
+            raise ValidationFailed(
+                "the user is not linked to a customer of the bank",
+                details=[
+                    {
+                        "field": "user_id",
+                        "code": "user_not_linked",
+                        "message": "link the user with PUT /v1/users/{user_id}",
+                    }
+                ],
+            )
+        return user.customer_no
+    if given is None:
+        raise ValidationFailed(
+            "customer_no is required",
+            details=[{"field": "customer_no", "code": "missing", "message": "name the customer"}],
+        )
+    return given
+
+
+def _own_account(service: CreditPayService, account_no: str, user: EndUser | None) -> AccountView:
+    account = service.account(account_no)
+    if user is not None and account.customer_no != user.customer_no:
+        raise NotFound(f"no credit account {account_no!r}")  # another user's account does not exist for you
+    return account
+
+
+def _own_purchase(service: CreditPayService, purchase_id: str, partner_id: str | None) -> PurchaseView:
+    purchase = service.purchase(purchase_id)
+    if partner_id is not None:
+        if service.purchase_partner(purchase_id) != partner_id:
+            raise NotFound(f"no purchase {purchase_id!r}")
+    return purchase
+
+
+def router() -> APIRouter:
+    api = APIRouter()
+
+    @api.post("/activations", status_code=201)
+    def activate(
+        body: ActivationBody,
+        request: Request,
+        response: Response,
+        user: EndUser | None = Depends(require_consent("credit_decision")),
+        runtime: ModuleRuntime = Depends(credit_pay),
+    ) -> ActivationView:
+        draft = ActivationDraft(
+            request_id=body.request_id,
+            customer_no=_customer(user, body.customer_no),
+            product=body.product,
+            consented=body.consented,
+            device_id=body.device_id,
+        )
+        with runtime.tenant.unit_of_work() as uow:
+            result = runtime.container.service(uow=uow, partner_id=_partner_id(request)).activate(draft)
+        if not result.created:
+            response.status_code = 200
+        return result
+
+    @api.get("/accounts/{account_no}")
+    def get_account(
+        account_no: str,
+        request: Request,
+        user: EndUser | None = Depends(require_consent("credit_decision")),
+        runtime: ModuleRuntime = Depends(credit_pay),
+    ) -> AccountView:
+        with runtime.tenant.unit_of_work() as uow:
+            return _own_account(
+                runtime.container.service(uow=uow, partner_id=_partner_id(request)), account_no, user
+            )
+
+    @api.get("/accounts/{account_no}/purchases")
+    def list_purchases(
+        account_no: str,
+        request: Request,
+        user: EndUser | None = Depends(require_consent("credit_decision")),
+        runtime: ModuleRuntime = Depends(credit_pay),
+    ) -> list[PurchaseView]:
+        partner_id = _partner_id(request)
+        with runtime.tenant.unit_of_work() as uow:
+            service = runtime.container.service(uow=uow, partner_id=partner_id)
+            _own_account(service, account_no, user)
+            return service.purchases(account_no)
+
+    @api.post("/purchases", status_code=201)
+    def authorize_purchase(
+        draft: PurchaseDraft,
+        request: Request,
+        response: Response,
+        user: EndUser | None = Depends(require_consent("credit_decision")),
+        runtime: ModuleRuntime = Depends(credit_pay),
+    ) -> PurchaseView:
+        with runtime.tenant.unit_of_work() as uow:
+            service = runtime.container.service(uow=uow, partner_id=_partner_id(request))
+            _own_account(service, draft.account_no, user)
+            result = service.authorize(draft)
+        if not result.created:
+            response.status_code = 200
+        return result
+
+    @api.get("/purchases/{purchase_id}")
+    def get_purchase(
+        purchase_id: str, request: Request, runtime: ModuleRuntime = Depends(credit_pay)
+    ) -> PurchaseView:
+        partner_id = _partner_id(request)
+        with runtime.tenant.unit_of_work() as uow:
+            return _own_purchase(
+                runtime.container.service(uow=uow, partner_id=partner_id), purchase_id, partner_id
+            )
+
+    @api.post("/purchases/{purchase_id}/capture")
+    def capture_purchase(
+        purchase_id: str, request: Request, runtime: ModuleRuntime = Depends(credit_pay)
+    ) -> PurchaseView:
+        partner_id = _partner_id(request)
+        with runtime.tenant.unit_of_work() as uow:
+            service = runtime.container.service(uow=uow, partner_id=partner_id)
+            _own_purchase(service, purchase_id, partner_id)
+            return service.capture(purchase_id)
+
+    @api.post("/purchases/{purchase_id}/cancel")
+    def cancel_purchase(
+        purchase_id: str, request: Request, runtime: ModuleRuntime = Depends(credit_pay)
+    ) -> PurchaseView:
+        partner_id = _partner_id(request)
+        with runtime.tenant.unit_of_work() as uow:
+            service = runtime.container.service(uow=uow, partner_id=partner_id)
+            _own_purchase(service, purchase_id, partner_id)
+            return service.cancel(purchase_id)
+
+    @api.post("/purchases/{purchase_id}/refunds", status_code=201)
+    def refund_purchase(
+        purchase_id: str,
+        body: RefundBody,
+        request: Request,
+        response: Response,
+        runtime: ModuleRuntime = Depends(credit_pay),
+    ) -> RefundView:
+        partner_id = _partner_id(request)
+        with runtime.tenant.unit_of_work() as uow:
+            service = runtime.container.service(uow=uow, partner_id=partner_id)
+            _own_purchase(service, purchase_id, partner_id)
+            result = service.refund(purchase_id, body.refund_id, body.amount_minor)
+        if not result.created:
+            response.status_code = 200
+        return result
+
+    @api.post("/products/{product}/trials")
+    def trial(
+        product: str, body: TrialBody, request: Request, runtime: ModuleRuntime = Depends(credit_pay)
+    ) -> TrialView:
+        with runtime.tenant.unit_of_work() as uow:
+            return runtime.container.service(uow=uow, partner_id=_partner_id(request)).trial(
+                product, body.amount_minor, terms=body.terms, method=body.method
+            )
+
+    return api

@@ -1,0 +1,907 @@
+"""Credit pay: activation, purchases on the line, installment trials. No HTTP here.
+
+Obtain a service per unit of work::
+
+    runtime = tenant.module("credit_pay")
+    with tenant.unit_of_work() as uow:
+        pay = runtime.container.service(uow=uow)
+        result = pay.activate(ActivationDraft(request_id="act-1", customer_no="cus_...", consented={...}))
+        pay.authorize(PurchaseDraft(purchase_id="p-1", account_no=result.account.account_no,
+                                    merchant_id="air_ticketing", amount_minor=186_000))
+        pay.capture("p-1"); pay.refund("p-1", "r-1", 186_000)
+        pay.trial("standard", 186_000)
+
+Money lives in the ledger. Per credit account:
+
+* ``credit_pay:line:<account_no>`` (asset, ``credits_must_not_exceed_debits``): the line is
+  debited when granted; every purchase credits it, so the ledger itself refuses a purchase that
+  exceeds the available line, even between concurrent authorizations;
+* ``credit_pay:receivable:<account_no>`` (asset): what the customer owes.
+
+A purchase is one entry of four postings (receivable debit, merchant payable credit, line credit,
+``credit_pay:lines_granted:<currency>`` debit): pending while authorized, posted on capture,
+voided on cancel. A refund posts the mirror for the refunded amount, restoring the line.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.errors import Conflict, NotFound, Rejected, ValidationFailed
+from core.plugins import TenantHooks
+from core.tenancy import UnitOfWork
+from infra.ledger import BalanceConstraint, EntryDraft, InsufficientFunds, Ledger, PendingExpired, Posting
+from middle.risk.service import AccountInfo, ActivationRequest, PurchaseRequest
+from products.credit_pay.calc import Method, Schedule, schedule
+from products.credit_pay.models import (
+    CreditPayAccount,
+    CreditPayApplication,
+    CreditPayPurchase,
+    CreditPayRefund,
+)
+from products.credit_pay.settings import CreditPaySettings, CreditProduct
+
+MODULE = "credit_pay"
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+ACCOUNT_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
+
+# The unit of work of an activation in progress, so the credit module's internal-history hook
+# (called inside the risk decision, with only the tenant) reads this product's rows in the same
+# transaction rather than opening a second one (which SQLite's single writer would block).
+_active_session: ContextVar[tuple[str, Session] | None] = ContextVar("credit_pay_session", default=None)
+
+
+def line_account(account_no: str) -> str:
+    return f"credit_pay:line:{account_no}"
+
+
+def receivable_account(account_no: str) -> str:
+    return f"credit_pay:receivable:{account_no}"
+
+
+def lines_granted_account(currency: str) -> str:
+    return f"credit_pay:lines_granted:{currency}"
+
+
+def merchant_account(currency: str, merchant_id: str) -> str:
+    return f"credit_pay:merchant:{currency}:{merchant_id}"
+
+
+def _id_field(description: str) -> Any:
+    return Field(min_length=1, max_length=64, pattern=ID_PATTERN, description=description)
+
+
+# --- inputs --------------------------------------------------------------------------------------
+
+
+class ActivationDraft(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    request_id: str = _id_field("caller's id of this application; a retry with it returns the same answer")
+    customer_no: str = Field(min_length=1, max_length=32)
+    product: str = Field(default="standard", min_length=1, max_length=32)
+    consented: dict[str, Any] = Field(
+        default_factory=dict, description="consented data for the credit decision"
+    )
+    device_id: str | None = Field(default=None, max_length=128)
+
+
+class PurchaseDraft(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    purchase_id: str = _id_field("caller's id of the purchase; a retry with it returns the same answer")
+    account_no: str = Field(min_length=1, max_length=40)
+    merchant_id: str = _id_field("the merchant selling")
+    amount_minor: int = Field(gt=0, le=10**15)
+    currency: str | None = Field(default=None, min_length=3, max_length=3)
+    merchant_category: str | None = Field(default=None, max_length=32)
+
+
+# --- views ---------------------------------------------------------------------------------------
+
+
+class AccountView(BaseModel):
+    account_no: str
+    customer_no: str
+    product: str
+    display_name: str
+    currency: str
+    status: str
+    line_minor: int
+    available_minor: int
+    held_minor: int
+    outstanding_minor: int
+    annual_rate_bps: int
+    fee_rate_bps: int
+    created_at: datetime
+
+
+class ActivationView(BaseModel):
+    request_id: str
+    customer_no: str
+    product: str
+    outcome: str
+    reasons: list[str]
+    decision_no: str
+    account: AccountView | None
+    created: bool = True
+
+
+class PurchaseView(BaseModel):
+    purchase_id: str
+    account_no: str
+    merchant_id: str
+    amount_minor: int
+    currency: str
+    status: str
+    reasons: list[str]
+    refunded_minor: int
+    decision_no: str | None
+    created_at: datetime
+    expires_at: datetime | None
+    resolved_at: datetime | None
+    created: bool = True
+
+
+class RefundView(BaseModel):
+    refund_id: str
+    purchase_id: str
+    amount_minor: int
+    created_at: datetime
+    created: bool = True
+
+
+class InstallmentView(BaseModel):
+    number: int
+    principal_minor: int
+    charge_minor: int
+    total_minor: int
+
+
+class PlanTrial(BaseModel):
+    terms: int
+    method: str
+    period_rate_bps: str
+    principal_minor: int
+    total_charge_minor: int
+    total_minor: int
+    annualized_rate_bps: str
+    installments: list[InstallmentView]
+
+    @classmethod
+    def of(cls, plan_rate_bps: str, result: Schedule) -> PlanTrial:
+        return cls(
+            terms=result.terms,
+            method=result.method.value,
+            period_rate_bps=plan_rate_bps,
+            principal_minor=result.principal_minor,
+            total_charge_minor=result.total_charge_minor,
+            total_minor=result.total_minor,
+            annualized_rate_bps=str(result.annualized_rate_bps),
+            installments=[
+                InstallmentView(
+                    number=i.number,
+                    principal_minor=i.principal_minor,
+                    charge_minor=i.charge_minor,
+                    total_minor=i.total_minor,
+                )
+                for i in result.installments
+            ],
+        )
+
+
+class TrialView(BaseModel):
+    product: str
+    currency: str
+    amount_minor: int
+    annual_rate_ceiling_bps: int
+    plans: list[PlanTrial]
+    # Plans of the product that this amount would price above the ceiling: never offered.
+    withheld: list[str]
+
+
+@dataclass(frozen=True)
+class _Balances:
+    line_minor: int
+    available_minor: int
+    held_minor: int
+    outstanding_minor: int
+
+
+def _check_id(value: str, field: str) -> str:
+    if not isinstance(value, str) or not re.match(ID_PATTERN, value):
+        raise ValidationFailed(
+            f"{field} must be 1 to 64 of A-Z a-z 0-9 _ . : - (starting alphanumeric)",
+            details=[{"field": field, "code": "invalid", "message": "not a valid id"}],
+        )
+    return value
+
+
+class CreditPayService:
+    """Operations of one tenant's credit-pay product within one unit of work."""
+
+    def __init__(
+        self, uow: UnitOfWork, settings: CreditPaySettings, hooks: TenantHooks, partner_id: str | None = None
+    ) -> None:
+        self.uow = uow
+        self.session = uow.session
+        self.tenant = uow.tenant
+        self.settings = settings
+        self.hooks = hooks
+        self.partner_id = partner_id
+
+    @property
+    def ledger(self) -> Ledger:
+        return self.tenant.module("ledger").container.ledger(session=self.session)
+
+    def _product(self, code: str) -> CreditProduct:
+        product = self.settings.product(code)
+        if product is None:
+            raise NotFound(
+                f"no credit product {code!r}",
+                details=[{"field": "product", "code": "unknown_product", "message": "not configured"}],
+            )
+        return product
+
+    # --- activation ---------------------------------------------------------------------------
+
+    def activate(self, draft: ActivationDraft) -> ActivationView:
+        """Ask the risk module to decide; on approval open the credit account with its line."""
+        product = self._product(draft.product)
+        existing = self.session.scalars(
+            select(CreditPayApplication).where(CreditPayApplication.request_id == draft.request_id)
+        ).one_or_none()
+        if existing is not None:
+            for name in ("customer_no", "product"):
+                stored = existing.customer_no if name == "customer_no" else existing.product_code
+                if stored != getattr(draft, name):
+                    raise Conflict(
+                        f"application {draft.request_id!r} exists with a different {name}",
+                        details=[
+                            {
+                                "field": name,
+                                "code": f"exists_with_different_{name}",
+                                "message": "differs from the stored application",
+                            }
+                        ],
+                    )
+            return self._application_view(existing, created=False)
+        if self._account_of(draft.customer_no, draft.product) is not None:
+            raise Conflict(
+                "the customer already has an account of this product",
+                details=[{"field": "customer_no", "code": "account_exists", "message": "already activated"}],
+            )
+        risk = self.tenant.module("risk").container.service(uow=self.uow)
+        request = ActivationRequest(
+            customer_no=draft.customer_no,
+            consented=dict(draft.consented),
+            request_id=f"credit_pay:{draft.request_id}",
+            partner_id=self.partner_id,
+            product=f"credit_pay:{draft.product}",
+            device_id=draft.device_id,
+        )
+        with self._in_decision():
+            decision = risk.decide_activation(request)
+        outcome, reasons, account = decision.outcome, list(decision.reasons), None
+        offer = decision.offer
+        if decision.approved:
+            if offer is None or offer.line_minor <= 0:
+                outcome, reasons = "decline", ["no_line_offered"]
+            elif offer.currency != product.currency:
+                outcome, reasons = "decline", ["offer_currency_not_product_currency"]
+            elif offer.annual_rate_bps + offer.fee_rate_bps > product.annual_rate_ceiling_bps:
+                outcome, reasons = "decline", ["price_above_product_ceiling"]
+            else:
+                account = self._open_account(draft, product, decision.decision_no, offer)
+        row = CreditPayApplication(
+            request_id=draft.request_id,
+            customer_no=draft.customer_no,
+            product_code=draft.product,
+            partner_id=self.partner_id,
+            outcome=outcome,
+            reasons=reasons,
+            decision_no=decision.decision_no,
+            account_no=account.account_no if account else None,
+            created_at=self.uow.clock.now(),
+        )
+        self.session.add(row)
+        self.session.flush()
+        self.uow.publish(
+            "credit_pay.activation.decided",
+            {
+                "request_id": draft.request_id,
+                "customer_no": draft.customer_no,
+                "product": draft.product,
+                "outcome": outcome,
+                "reasons": reasons,
+                "partner_id": self.partner_id,
+                "account_no": row.account_no,
+                "line_minor": account.line_minor if account else None,
+            },
+            subject=f"customer:{draft.customer_no}",
+        )
+        return self._application_view(row, created=True)
+
+    @contextmanager
+    def _in_decision(self) -> Iterator[None]:
+        token = _active_session.set((self.tenant.id, self.session))
+        try:
+            yield
+        finally:
+            _active_session.reset(token)
+
+    def _open_account(
+        self, draft: ActivationDraft, product: CreditProduct, decision_no: str, offer: Any
+    ) -> CreditPayAccount:
+        account_no = "cpa_" + "".join(secrets.choice(ACCOUNT_ALPHABET) for _ in range(16))
+        row = CreditPayAccount(
+            account_no=account_no,
+            customer_no=draft.customer_no,
+            product_code=draft.product,
+            currency=product.currency,
+            line_minor=offer.line_minor,
+            annual_rate_bps=offer.annual_rate_bps,
+            fee_rate_bps=offer.fee_rate_bps,
+            decision_no=decision_no,
+            status="active",
+            created_at=self.uow.clock.now(),
+        )
+        self.session.add(row)
+        self.session.flush()
+        ledger = self.ledger
+        ledger.open_account(lines_granted_account(product.currency), product.currency, "liability")
+        ledger.open_account(
+            line_account(account_no),
+            product.currency,
+            "asset",
+            "customer",
+            draft.customer_no,
+            constraint=BalanceConstraint.CREDITS_MUST_NOT_EXCEED_DEBITS,
+        )
+        ledger.open_account(
+            receivable_account(account_no), product.currency, "asset", "customer", draft.customer_no
+        )
+        ledger.post(
+            EntryDraft(
+                f"credit_pay:grant:{account_no}",
+                [
+                    Posting.debit(line_account(account_no), offer.line_minor),
+                    Posting.credit(lines_granted_account(product.currency), offer.line_minor),
+                ],
+                description="credit line granted",
+                metadata={"decision_no": decision_no},
+            )
+        )
+        return row
+
+    def _application_view(self, row: CreditPayApplication, *, created: bool) -> ActivationView:
+        account = None
+        if row.account_no is not None:
+            account = self.account(row.account_no)
+        return ActivationView(
+            request_id=row.request_id,
+            customer_no=row.customer_no,
+            product=row.product_code,
+            outcome=row.outcome,
+            reasons=list(row.reasons),
+            decision_no=row.decision_no,
+            account=account,
+            created=created,
+        )
+
+    # --- accounts -----------------------------------------------------------------------------
+
+    def _account_of(self, customer_no: str, product: str) -> CreditPayAccount | None:
+        return self.session.scalars(
+            select(CreditPayAccount).where(
+                CreditPayAccount.customer_no == customer_no, CreditPayAccount.product_code == product
+            )
+        ).one_or_none()
+
+    def _account_row(self, account_no: str, *, lock: bool = False) -> CreditPayAccount:
+        stmt = select(CreditPayAccount).where(CreditPayAccount.account_no == account_no)
+        if lock:
+            # Serializes one account's authorizations, so the daily limit holds under concurrency.
+            stmt = stmt.with_for_update()
+        row = self.session.scalars(stmt).one_or_none()
+        if row is None:
+            raise NotFound(f"no credit account {account_no!r}")
+        return row
+
+    def _balances(self, row: CreditPayAccount) -> _Balances:
+        balances = self.ledger.balances([line_account(row.account_no), receivable_account(row.account_no)])
+        line = balances[line_account(row.account_no)]
+        receivable = balances[receivable_account(row.account_no)]
+        return _Balances(
+            line_minor=row.line_minor,
+            available_minor=line.available_minor,
+            held_minor=line.credits_pending_minor,
+            outstanding_minor=receivable.net_posted_minor,
+        )
+
+    def _account_view(self, row: CreditPayAccount) -> AccountView:
+        balances = self._balances(row)
+        product = self._product(row.product_code)
+        return AccountView(
+            account_no=row.account_no,
+            customer_no=row.customer_no,
+            product=row.product_code,
+            display_name=product.display_name(self.partner_id),
+            currency=row.currency,
+            status=row.status,
+            line_minor=row.line_minor,
+            available_minor=balances.available_minor,
+            held_minor=balances.held_minor,
+            outstanding_minor=balances.outstanding_minor,
+            annual_rate_bps=row.annual_rate_bps,
+            fee_rate_bps=row.fee_rate_bps,
+            created_at=row.created_at,
+        )
+
+    def account(self, account_no: str) -> AccountView:
+        return self._account_view(self._account_row(account_no))
+
+    def accounts_of(self, customer_no: str) -> list[AccountView]:
+        rows = self.session.scalars(
+            select(CreditPayAccount)
+            .where(CreditPayAccount.customer_no == customer_no)
+            .order_by(CreditPayAccount.id)
+        ).all()
+        return [self._account_view(row) for row in rows]
+
+    def internal_history(self, customer_no: str) -> dict[str, int] | None:
+        """What this product knows of the customer, for the credit module's profile."""
+        rows = self.session.scalars(
+            select(CreditPayAccount)
+            .where(CreditPayAccount.customer_no == customer_no)
+            .order_by(CreditPayAccount.id)
+        ).all()
+        if not rows:
+            return None
+        line = used = 0
+        for row in rows:
+            balances = self._balances(row)
+            line += row.line_minor
+            used += max(row.line_minor - balances.available_minor, 0)
+        return {"existing_line_minor": line, "outstanding_minor": used, "existing_credit_count": len(rows)}
+
+    # --- purchases ----------------------------------------------------------------------------
+
+    def authorize(self, draft: PurchaseDraft) -> PurchaseView:
+        """Hold ``amount_minor`` on the line after the limits and the risk module's purchase check.
+
+        A refusal is an answer, not an error: the purchase is recorded ``declined`` with reasons,
+        so a retry with the same ``purchase_id`` gets the same answer."""
+        # The account's lock first: a retry racing the original waits, then finds its answer.
+        account = self._account_row(draft.account_no, lock=True)
+        existing = self._purchase_row(draft.purchase_id, required=False)
+        if existing is not None:
+            self._same_purchase(existing, draft)
+            return self._purchase_view(existing, created=False)
+        product = self._product(account.product_code)
+        if draft.currency is not None and draft.currency.upper() != account.currency:
+            raise ValidationFailed(
+                f"the account is in {account.currency}, not {draft.currency}",
+                details=[
+                    {
+                        "field": "currency",
+                        "code": "currency_mismatch",
+                        "message": f"the account is in {account.currency}",
+                    }
+                ],
+            )
+        if account.status != "active":
+            raise Conflict(f"credit account {account.account_no} is {account.status}")
+        now = self.uow.clock.now()
+        today = self.tenant.business_date()
+        row = CreditPayPurchase(
+            purchase_id=draft.purchase_id,
+            account_no=account.account_no,
+            merchant_id=draft.merchant_id,
+            partner_id=self.partner_id,
+            amount_minor=draft.amount_minor,
+            currency=account.currency,
+            status="declined",
+            reasons=[],
+            decision_no=None,
+            refunded_minor=0,
+            business_date=today,
+            created_at=now,
+            expires_at=None,
+            resolved_at=None,
+        )
+        reasons = self._limit_reasons(account, product, draft.amount_minor, today)
+        balances = self._balances(account)
+        if not reasons and balances.available_minor < draft.amount_minor:
+            reasons = ["insufficient_available_line"]
+        if not reasons:
+            risk = self.tenant.module("risk").container.service(uow=self.uow)
+            decision = risk.authorize_purchase(
+                PurchaseRequest(
+                    customer_no=account.customer_no,
+                    amount_minor=draft.amount_minor,
+                    currency=account.currency,
+                    merchant_id=draft.merchant_id,
+                    merchant_category=draft.merchant_category,
+                    account=AccountInfo(
+                        line_minor=account.line_minor, available_minor=balances.available_minor
+                    ),
+                    request_id=f"credit_pay:{draft.purchase_id}",
+                    partner_id=self.partner_id,
+                    product=f"credit_pay:{account.product_code}",
+                )
+            )
+            row.decision_no = decision.decision_no
+            if not decision.approved:
+                reasons = list(decision.reasons) or [f"risk_{decision.outcome}"]
+        if not reasons:
+            expires_at = now + timedelta(minutes=product.authorization_hold_minutes)
+            try:
+                self._hold(account, draft, expires_at)
+            except InsufficientFunds:
+                # A concurrent purchase took the line between the check and the hold.
+                reasons = ["insufficient_available_line"]
+            else:
+                row.status, row.expires_at = "authorized", expires_at
+        row.reasons = reasons
+        self.session.add(row)
+        self.session.flush()
+        event = (
+            "credit_pay.purchase.authorized" if row.status == "authorized" else "credit_pay.purchase.declined"
+        )
+        self._publish(event, row)
+        return self._purchase_view(row, created=True)
+
+    def _limit_reasons(
+        self, account: CreditPayAccount, product: CreditProduct, amount: int, today: Any
+    ) -> list[str]:
+        if amount > product.max_purchase_minor:
+            return ["above_purchase_limit"]
+        spent = (
+            self.session.scalar(
+                select(func.coalesce(func.sum(CreditPayPurchase.amount_minor), 0)).where(
+                    CreditPayPurchase.account_no == account.account_no,
+                    CreditPayPurchase.business_date == today,
+                    CreditPayPurchase.status.in_(("authorized", "captured")),
+                )
+            )
+            or 0
+        )
+        if spent + amount > product.max_daily_minor:
+            return ["above_daily_limit"]
+        return []
+
+    def _hold(self, account: CreditPayAccount, draft: PurchaseDraft, expires_at: datetime) -> None:
+        merchant = merchant_account(account.currency, draft.merchant_id)
+        ledger = self.ledger
+        ledger.open_account(merchant, account.currency, "liability", "merchant", draft.merchant_id)
+        amount = draft.amount_minor
+        ledger.post(
+            EntryDraft(
+                self._auth_entry(draft.purchase_id),
+                [
+                    Posting.debit(receivable_account(account.account_no), amount),
+                    Posting.credit(merchant, amount),
+                    Posting.credit(line_account(account.account_no), amount),
+                    Posting.debit(lines_granted_account(account.currency), amount),
+                ],
+                description="credit purchase",
+                metadata={"purchase_id": draft.purchase_id},
+                pending=True,
+                expires_at=expires_at,
+            )
+        )
+
+    @staticmethod
+    def _auth_entry(purchase_id: str) -> str:
+        return f"credit_pay:purchase:{purchase_id}"
+
+    def capture(self, purchase_id: str) -> PurchaseView:
+        """Post the held purchase. Capturing a captured purchase returns it unchanged."""
+        row = self._purchase_row(purchase_id, lock=True)
+        if row.status == "captured":
+            return self._purchase_view(row, created=False)
+        self._require_authorized(row, "captured")
+        try:
+            self.ledger.post_pending(self._auth_entry(purchase_id), f"credit_pay:capture:{purchase_id}")
+        except PendingExpired:
+            raise Conflict(
+                f"authorization {purchase_id!r} expired before capture",
+                details=[
+                    {"field": "purchase_id", "code": "authorization_expired", "message": "authorize again"}
+                ],
+            ) from None
+        row.status, row.resolved_at = "captured", self.uow.clock.now()
+        self.session.flush()
+        self._publish("credit_pay.purchase.captured", row)
+        return self._purchase_view(row, created=True)
+
+    def cancel(self, purchase_id: str) -> PurchaseView:
+        """Release the hold. Cancelling a cancelled (or expired) authorization returns it unchanged."""
+        row = self._purchase_row(purchase_id, lock=True)
+        if row.status == "cancelled" or self._status(row) == "expired":
+            return self._purchase_view(row, created=False)
+        if row.status == "captured":
+            raise Conflict(
+                f"purchase {purchase_id!r} is captured: refund it instead",
+                details=[
+                    {
+                        "field": "purchase_id",
+                        "code": "already_captured",
+                        "message": "refund a captured purchase",
+                    }
+                ],
+            )
+        self._require_authorized(row, "cancelled")
+        self.ledger.void_pending(self._auth_entry(purchase_id), f"credit_pay:cancel:{purchase_id}")
+        row.status, row.resolved_at = "cancelled", self.uow.clock.now()
+        self.session.flush()
+        self._publish("credit_pay.purchase.cancelled", row)
+        return self._purchase_view(row, created=True)
+
+    def refund(self, purchase_id: str, refund_id: str, amount_minor: int) -> RefundView:
+        """Refund all or part of a captured purchase, restoring the line by that amount."""
+        _check_id(refund_id, "refund_id")
+        if type(amount_minor) is not int or amount_minor <= 0:
+            raise ValidationFailed(
+                "amount_minor must be a positive integer",
+                details=[{"field": "amount_minor", "code": "invalid", "message": "must be > 0"}],
+            )
+        existing = self.session.scalars(
+            select(CreditPayRefund).where(CreditPayRefund.refund_id == refund_id)
+        ).one_or_none()
+        if existing is not None:
+            if (existing.purchase_id, existing.amount_minor) != (purchase_id, amount_minor):
+                field = "purchase_id" if existing.purchase_id != purchase_id else "amount_minor"
+                raise Conflict(
+                    f"refund {refund_id!r} exists with a different {field}",
+                    details=[
+                        {
+                            "field": field,
+                            "code": f"exists_with_different_{field}",
+                            "message": "differs from the stored refund",
+                        }
+                    ],
+                )
+            return self._refund_view(existing, created=False)
+        row = self._purchase_row(purchase_id, lock=True)
+        if row.status != "captured":
+            raise Conflict(
+                f"purchase {purchase_id!r} is {self._status(row)}; only a captured purchase is refunded",
+                details=[
+                    {
+                        "field": "purchase_id",
+                        "code": "not_captured",
+                        "message": "cancel an authorization instead",
+                    }
+                ],
+            )
+        refundable = row.amount_minor - row.refunded_minor
+        if amount_minor > refundable:
+            raise Rejected(
+                f"refund of {amount_minor} exceeds the refundable {refundable}",
+                details=[
+                    {
+                        "field": "amount_minor",
+                        "code": "exceeds_refundable",
+                        "message": f"at most {refundable}",
+                    }
+                ],
+            )
+        account = self._account_row(row.account_no)
+        self.ledger.post(
+            EntryDraft(
+                f"credit_pay:refund:{refund_id}",
+                [
+                    Posting.debit(merchant_account(row.currency, row.merchant_id), amount_minor),
+                    Posting.credit(receivable_account(account.account_no), amount_minor),
+                    Posting.debit(line_account(account.account_no), amount_minor),
+                    Posting.credit(lines_granted_account(row.currency), amount_minor),
+                ],
+                description="credit purchase refund",
+                metadata={"purchase_id": purchase_id, "refund_id": refund_id},
+            )
+        )
+        refund = CreditPayRefund(
+            refund_id=refund_id,
+            purchase_id=purchase_id,
+            amount_minor=amount_minor,
+            created_at=self.uow.clock.now(),
+        )
+        row.refunded_minor += amount_minor
+        self.session.add(refund)
+        self.session.flush()
+        self.uow.publish(
+            "credit_pay.purchase.refunded",
+            {
+                "purchase_id": purchase_id,
+                "refund_id": refund_id,
+                "amount_minor": amount_minor,
+                "refunded_minor": row.refunded_minor,
+                "partner_id": row.partner_id,
+                "account_no": row.account_no,
+            },
+            subject=f"credit_pay_account:{row.account_no}",
+        )
+        return self._refund_view(refund, created=True)
+
+    def purchase(self, purchase_id: str) -> PurchaseView:
+        return self._purchase_view(self._purchase_row(purchase_id))
+
+    def purchase_partner(self, purchase_id: str) -> str | None:
+        """The partner through which the purchase was authorized (None: the bank's own channel)."""
+        return self._purchase_row(purchase_id).partner_id
+
+    def purchases(self, account_no: str) -> list[PurchaseView]:
+        self._account_row(account_no)
+        rows = self.session.scalars(
+            select(CreditPayPurchase)
+            .where(CreditPayPurchase.account_no == account_no)
+            .order_by(CreditPayPurchase.id)
+        ).all()
+        return [self._purchase_view(row) for row in rows]
+
+    def _purchase_row(self, purchase_id: str, *, required: bool = True, lock: bool = False) -> Any:
+        _check_id(purchase_id, "purchase_id")
+        stmt = select(CreditPayPurchase).where(CreditPayPurchase.purchase_id == purchase_id)
+        if lock:
+            stmt = stmt.with_for_update()
+        row = self.session.scalars(stmt).one_or_none()
+        if row is None and required:
+            raise NotFound(f"no purchase {purchase_id!r}")
+        return row
+
+    def _same_purchase(self, row: CreditPayPurchase, draft: PurchaseDraft) -> None:
+        for field in ("account_no", "merchant_id", "amount_minor"):
+            if getattr(row, field) != getattr(draft, field):
+                raise Conflict(
+                    f"purchase {draft.purchase_id!r} exists with a different {field}",
+                    details=[
+                        {
+                            "field": field,
+                            "code": f"exists_with_different_{field}",
+                            "message": "differs from the stored purchase",
+                        }
+                    ],
+                )
+
+    def _status(self, row: CreditPayPurchase) -> str:
+        if (
+            row.status == "authorized"
+            and row.expires_at is not None
+            and row.expires_at <= self.uow.clock.now()
+        ):
+            return "expired"
+        return row.status
+
+    def _require_authorized(self, row: CreditPayPurchase, wanted: str) -> None:
+        status = self._status(row)
+        if status != "authorized":
+            raise Conflict(
+                f"purchase {row.purchase_id!r} is {status} and cannot be {wanted}",
+                details=[
+                    {
+                        "field": "purchase_id",
+                        "code": f"purchase_{status}",
+                        "message": f"the purchase is {status}",
+                    }
+                ],
+            )
+
+    def _purchase_view(self, row: CreditPayPurchase, *, created: bool = True) -> PurchaseView:
+        return PurchaseView(
+            purchase_id=row.purchase_id,
+            account_no=row.account_no,
+            merchant_id=row.merchant_id,
+            amount_minor=row.amount_minor,
+            currency=row.currency,
+            status=self._status(row),
+            reasons=list(row.reasons),
+            refunded_minor=row.refunded_minor,
+            decision_no=row.decision_no,
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+            resolved_at=row.resolved_at,
+            created=created,
+        )
+
+    @staticmethod
+    def _refund_view(row: CreditPayRefund, *, created: bool) -> RefundView:
+        return RefundView(
+            refund_id=row.refund_id,
+            purchase_id=row.purchase_id,
+            amount_minor=row.amount_minor,
+            created_at=row.created_at,
+            created=created,
+        )
+
+    def _publish(self, type: str, row: CreditPayPurchase) -> None:
+        self.uow.publish(
+            type,
+            {
+                "purchase_id": row.purchase_id,
+                "account_no": row.account_no,
+                "amount_minor": row.amount_minor,
+                "currency": row.currency,
+                "status": row.status,
+                "reasons": list(row.reasons),
+                "partner_id": row.partner_id,
+            },
+            subject=f"credit_pay_account:{row.account_no}",
+        )
+
+    # --- installment trial --------------------------------------------------------------------
+
+    def trial(
+        self, product_code: str, amount_minor: int, *, terms: int | None = None, method: str | None = None
+    ) -> TrialView:
+        """Every installment of each plan the product offers for ``amount_minor`` (optionally one
+        term count or method), with the annualized rate by the IRR method. A plan that this amount
+        would price above the product's ceiling is withheld, never shown as an offer."""
+        product = self._product(product_code)
+        if type(amount_minor) is not int or amount_minor <= 0:
+            raise ValidationFailed(
+                "amount_minor must be a positive integer",
+                details=[{"field": "amount_minor", "code": "invalid", "message": "must be > 0"}],
+            )
+        if method is not None and method not in {m.value for m in Method}:
+            raise ValidationFailed(
+                f"unknown method {method!r}",
+                details=[
+                    {"field": "method", "code": "invalid", "message": "annuity, equal_principal or flat_fee"}
+                ],
+            )
+        plans, withheld = [], []
+        for plan in product.installment_plans:
+            if (terms is not None and plan.terms != terms) or (method is not None and plan.method != method):
+                continue
+            result = schedule(plan.method, amount_minor, plan.terms, plan.period_rate, self.tenant.rounding)
+            if result.annualized_rate_bps > product.annual_rate_ceiling_bps:
+                withheld.append(f"{plan.terms}x{plan.method.value}")
+                continue
+            plans.append(PlanTrial.of(str(plan.period_rate_bps), result))
+        if not plans and not withheld:
+            raise NotFound(f"product {product_code!r} offers no such installment plan")
+        return TrialView(
+            product=product_code,
+            currency=product.currency,
+            amount_minor=amount_minor,
+            annual_rate_ceiling_bps=product.annual_rate_ceiling_bps,
+            plans=plans,
+            withheld=withheld,
+        )
+
+
+def history_for_hook(tenant: Any, customer_no: str) -> dict[str, int] | None:
+    """The credit module's internal-history hook, answered from the activation's own transaction.
+
+    Called while a credit-pay activation is deciding (the service set the session). A decision
+    made directly through the risk module opens its own unit of work on PostgreSQL; on SQLite a
+    second writer would wait for the first, so there the hook answers only inside credit pay's
+    own activations and otherwise reports nothing (see docs/credit-pay.md)."""
+    if not tenant.has_module(MODULE):
+        return None
+    runtime = tenant.module(MODULE)
+    active = _active_session.get()
+    if active is not None and active[0] == tenant.id:
+        from core.tenancy import UnitOfWork as _UoW
+
+        uow = _UoW(active[1], tenant, tenant.bus)
+        return runtime.container.service(uow=uow).internal_history(customer_no)
+    from core.db import is_sqlite
+
+    if is_sqlite(tenant.session_factory.kw["bind"]):
+        return None
+    with tenant.unit_of_work() as uow:
+        return runtime.container.service(uow=uow).internal_history(customer_no)

@@ -1,0 +1,121 @@
+"""Settings of the credit-pay product, under ``[tenants.<id>.modules.credit_pay]``.
+
+A bank defines one or more credit products (e.g. one per partner for white-labelled "joint"
+products) under ``products.<code>``. Money is in minor units of the product's currency; rates are
+basis points. Every installment plan is priced against the product's annualized-rate ceiling when
+the configuration is loaded (by the IRR method, on a reference principal), and every trial
+calculation is checked again for its actual amount: no plan above the ceiling is ever offered.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from core.money import validate_currency
+from core.settings import ModuleSettings, StrictModel
+from products.credit_pay.calc import Method, schedule
+
+# The principal on which plans are priced when the configuration is checked: 10,000.00 CNY.
+REFERENCE_PRINCIPAL_MINOR = 1_000_000
+CODE_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+
+
+class InstallmentPlan(StrictModel):
+    """One plan offered: ``terms`` monthly installments by ``method`` at ``period_rate_bps`` a month
+    (interest on the balance for annuity and equal principal; a fee on the original principal for
+    flat fee)."""
+
+    terms: Literal[3, 6, 12, 24]
+    method: Method
+    period_rate_bps: Decimal = Field(ge=0, le=1_000, decimal_places=2)
+
+    @property
+    def period_rate(self) -> Decimal:
+        return self.period_rate_bps / 10_000
+
+
+class CreditProduct(StrictModel):
+    """One credit product of the bank."""
+
+    name: str = Field(min_length=1, max_length=64, description="the product's own name")
+    # Partner id -> the name that partner shows its users (white label).
+    display_names: dict[str, str] = Field(default_factory=dict)
+    currency: str = "CNY"
+    billing_day: int = Field(default=5, ge=1, le=28)
+    due_day: int = Field(default=25, ge=1, le=28)
+    grace_days: int = Field(default=3, ge=0, le=30)
+    installment_plans: list[InstallmentPlan] = Field(default_factory=list)
+    max_purchase_minor: int = Field(default=5_000_000, gt=0)
+    max_daily_minor: int = Field(default=10_000_000, gt=0)
+    annual_rate_ceiling_bps: int = Field(default=2400, ge=0, le=3600)
+    # How long an authorization holds the line before it expires uncaptured.
+    authorization_hold_minutes: int = Field(default=7 * 24 * 60, ge=1, le=30 * 24 * 60)
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        return validate_currency(value)
+
+    @model_validator(mode="after")
+    def _rules(self) -> CreditProduct:
+        if self.max_purchase_minor > self.max_daily_minor:
+            raise ValueError("max_purchase_minor must not exceed max_daily_minor")
+        if self.due_day == self.billing_day:
+            raise ValueError("due_day must differ from billing_day")
+        seen = set()
+        for plan in self.installment_plans:
+            key = (plan.terms, plan.method)
+            if key in seen:
+                raise ValueError(f"installment plan {plan.terms} x {plan.method} is defined twice")
+            seen.add(key)
+            priced = schedule(plan.method, REFERENCE_PRINCIPAL_MINOR, plan.terms, plan.period_rate)
+            if priced.annualized_rate_bps > self.annual_rate_ceiling_bps:
+                raise ValueError(
+                    f"installment plan {plan.terms} x {plan.method} at {plan.period_rate_bps} bps a month has an "
+                    f"annualized rate of {priced.annualized_rate_bps} bps (IRR), above the ceiling of "
+                    f"{self.annual_rate_ceiling_bps} bps"
+                )
+        return self
+
+    def display_name(self, partner_id: str | None) -> str:
+        return self.display_names.get(partner_id or "", self.name)
+
+    def plan(self, terms: int, method: str) -> InstallmentPlan | None:
+        for plan in self.installment_plans:
+            if plan.terms == terms and plan.method == method:
+                return plan
+        return None
+
+
+def default_products() -> dict[str, CreditProduct]:
+    return {
+        "standard": CreditProduct(
+            name="Credit Pay",
+            installment_plans=[
+                InstallmentPlan(terms=3, method=Method.FLAT_FEE, period_rate_bps=Decimal(60)),
+                InstallmentPlan(terms=6, method=Method.FLAT_FEE, period_rate_bps=Decimal(60)),
+                InstallmentPlan(terms=6, method=Method.ANNUITY, period_rate_bps=Decimal(100)),
+                InstallmentPlan(terms=12, method=Method.EQUAL_PRINCIPAL, period_rate_bps=Decimal(100)),
+                InstallmentPlan(terms=24, method=Method.ANNUITY, period_rate_bps=Decimal(100)),
+            ],
+        )
+    }
+
+
+class CreditPaySettings(ModuleSettings):
+    products: dict[str, CreditProduct] = Field(default_factory=default_products, min_length=1)
+
+    @model_validator(mode="after")
+    def _codes(self) -> CreditPaySettings:
+        import re
+
+        for code in self.products:
+            if not re.match(CODE_PATTERN, code):
+                raise ValueError(f"product code {code!r} must be lower-case letters, digits and _ (max 32)")
+        return self
+
+    def product(self, code: str) -> CreditProduct | None:
+        return self.products.get(code)
