@@ -4,8 +4,15 @@ entry's status row (``ledger_pendings``) and a constrained account's balance row
 balance row.
 
 Every table mixes in :class:`~core.db.TenantOwned`; the kernel's tenant guard stamps and filters
-``tenant_id``, so nothing here (or in the service) filters by tenant by hand. Surrogate keys are
-``BIGINT`` on PostgreSQL and ``INTEGER`` on SQLite (the only type SQLite auto-increments).
+``tenant_id`` on ORM statements, and the service's Core statements set and filter it themselves.
+Surrogate keys are ``BIGINT`` on PostgreSQL and ``INTEGER`` on SQLite (the only type SQLite
+auto-increments).
+
+No ledger table has the mixin's single-column index on ``tenant_id`` (:func:`tenant_id_column` redeclares
+the column without it): every lookup goes through a key that already leads with ``tenant_id``
+(``(tenant_id, code)``, ``(tenant_id, entry_id)``) or through a primary key or account id. The
+extra index would only cost every insert of the hot path, and on a database without statistics
+yet, PostgreSQL's planner picks it over the unique keys and scans a whole tenant.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -95,6 +103,11 @@ def _in(column: str, values: type[StrEnum]) -> str:
 BigIntKey = BigInteger().with_variant(Integer(), "sqlite")
 
 
+def tenant_id_column() -> Mapped[str]:
+    """``TenantOwned.tenant_id`` without its own index (see the module docstring)."""
+    return mapped_column(String(64))
+
+
 # --- tables --------------------------------------------------------------------------------------
 
 
@@ -106,6 +119,8 @@ class LedgerAccount(Base, TenantOwned):
         CheckConstraint(_in("owner_type", OwnerType), name="owner_type"),
         CheckConstraint(_in("balance_constraint", BalanceConstraint), name="balance_constraint"),
     )
+
+    tenant_id: Mapped[str] = tenant_id_column()
 
     id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
     code: Mapped[str] = mapped_column(String(128))
@@ -129,6 +144,8 @@ class LedgerBalance(Base, TenantOwned):
         CheckConstraint("credits_pending_minor >= 0", name="credits_pending_minor"),
     )
 
+    tenant_id: Mapped[str] = tenant_id_column()
+
     account_id: Mapped[int] = mapped_column(
         BigInteger, ForeignKey("ledger_accounts.id"), primary_key=True, autoincrement=False
     )
@@ -146,13 +163,32 @@ class LedgerEntry(Base, TenantOwned):
     compared against it. A resolution points at its pending entry (``pending_entry_pk``, unique:
     a pending entry resolves at most once); a reversal at the entry it reverses
     (``reverses_entry_pk``, unique: an entry is reversed at most once). Never updated.
+
+    Those two keys are partial unique indexes (``WHERE ... IS NOT NULL``): the same rule, since
+    NULLs never conflict, without an index entry for every ordinary entry, where they are NULL.
     """
 
     __tablename__ = "ledger_entries"
     __table_args__ = (
         UniqueConstraint("tenant_id", "entry_id"),
         CheckConstraint(_in("kind", EntryKind), name="kind"),
+        Index(
+            "uq_ledger_entries_pending_entry_pk",
+            "pending_entry_pk",
+            unique=True,
+            sqlite_where=text("pending_entry_pk IS NOT NULL"),
+            postgresql_where=text("pending_entry_pk IS NOT NULL"),
+        ),
+        Index(
+            "uq_ledger_entries_reverses_entry_pk",
+            "reverses_entry_pk",
+            unique=True,
+            sqlite_where=text("reverses_entry_pk IS NOT NULL"),
+            postgresql_where=text("reverses_entry_pk IS NOT NULL"),
+        ),
     )
+
+    tenant_id: Mapped[str] = tenant_id_column()
 
     id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
     entry_id: Mapped[str] = mapped_column(String(128))
@@ -160,12 +196,8 @@ class LedgerEntry(Base, TenantOwned):
     description: Mapped[str] = mapped_column(String(1000))
     entry_metadata: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     fingerprint: Mapped[str] = mapped_column(String(64))
-    pending_entry_pk: Mapped[int | None] = mapped_column(
-        BigInteger, ForeignKey("ledger_entries.id"), unique=True
-    )
-    reverses_entry_pk: Mapped[int | None] = mapped_column(
-        BigInteger, ForeignKey("ledger_entries.id"), unique=True
-    )
+    pending_entry_pk: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("ledger_entries.id"))
+    reverses_entry_pk: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("ledger_entries.id"))
     created_at: Mapped[datetime]
 
 
@@ -182,6 +214,8 @@ class LedgerPosting(Base, TenantOwned):
         CheckConstraint("amount_minor > 0", name="amount_minor_positive"),
         CheckConstraint(_in("side", Side), name="side"),
     )
+
+    tenant_id: Mapped[str] = tenant_id_column()
 
     id: Mapped[int] = mapped_column(BigIntKey, primary_key=True)
     entry_pk: Mapped[int] = mapped_column(BigInteger, ForeignKey("ledger_entries.id"), index=True)
@@ -201,6 +235,8 @@ class LedgerPending(Base, TenantOwned):
         Index(None, "status", "expires_at"),
         CheckConstraint(_in("status", EntryStatus), name="status"),
     )
+
+    tenant_id: Mapped[str] = tenant_id_column()
 
     entry_pk: Mapped[int] = mapped_column(
         BigInteger, ForeignKey("ledger_entries.id"), primary_key=True, autoincrement=False

@@ -33,52 +33,82 @@ So the ledger keeps a running balance row only where it needs one to *decide* so
 * A **constrained** account (``debits_must_not_exceed_credits`` / ``credits_must_not_exceed_debits``:
   a customer's wallet, a credit line) must be checked against its limit atomically with the write.
   It has a ``ledger_balances`` row that every entry touching it reads with ``SELECT ... FOR NO KEY
-  UPDATE`` and updates in the same transaction. Locks are taken in ascending account id order
-  (for :meth:`Ledger.post_linked`, for every account of the whole batch up front), so two entries
-  that share accounts never wait on each other in a cycle. Contention is per customer account,
-  which is what a wallet's semantics need anyway.
+  UPDATE`` and updates in the same transaction. Locks are taken in ascending account id order, in
+  one statement for everything an operation (or a whole batch) touches, so two writers that share
+  accounts never wait on each other in a cycle. Contention is per customer account, which is what
+  a wallet's semantics need anyway.
 * An **unconstrained** account (the bank's settlement, income, the merchant payable...) has no
   limit to check, so an entry takes no lock on it and writes nothing but its posting rows: inserts
   from many processes do not conflict. Its balance is *derived* from postings by an indexed sum
-  (``ix_ledger_postings_account_id`` on ``(account_id, created_at)``). A rollup (periodic
-  checkpoint plus the postings after it) can make those reads O(new postings) later without
-  changing this write path.
+  (``ix_ledger_postings_account_id`` on ``(account_id, created_at)``).
 
-Why row locks and not ``SERIALIZABLE`` with retry: the only decision that needs isolation is "does
-this account stay within its limit", which is exactly one row per constrained account. Locking
-that row makes concurrent writers of the *same* account wait (never fail), while writers of
-different accounts, and every writer of an unconstrained hot account, proceed in parallel under
-READ COMMITTED. Serializable isolation would detect the same conflicts after the fact by aborting
-and would also abort on false positives (predicate locks on the shared posting index of a hot
-account), so under load the hot account would turn into a retry storm. On SQLite the kernel's
-engine takes ``BEGIN IMMEDIATE`` on every transaction, so writers are serialized and ``FOR
-UPDATE`` (which SQLite does not have) is not needed.
+Why row locks and not ``SERIALIZABLE`` with retry: see ``docs/ledger.md``. On SQLite the kernel's
+engine takes ``BEGIN IMMEDIATE`` on every transaction, so writers are serialized and ``FOR UPDATE``
+(which SQLite does not have) is not needed.
 
-Duplicate ids racing on PostgreSQL hit the ``(tenant_id, entry_id)`` unique constraint; the
-losing writer's savepoint is rolled back and it answers like a retry. Double resolution of a pending
-entry is prevented by locking its status row (and by a unique key on the resolution's reference),
-double reversal by a unique key on the reversal's reference.
+The write path
+==============
+Posting is set-based and checked in memory before anything is written (:meth:`Ledger.post`,
+:meth:`Ledger.post_batch`, :meth:`Ledger.post_linked`):
 
-Atomicity: every operation runs all its checks before writing and writes inside a SAVEPOINT
-(``Session.begin_nested``), so an error leaves the caller's unit of work as it was. The service
-never commits: the caller owns the session (usually ``core.db.tenant_session``), whose tenant guard
-stamps and filters every row.
+1. one statement resolves the accounts by code (cached for the rest of the transaction: accounts
+   never change once opened) and, on PostgreSQL, locks the balance rows of the constrained ones
+   ``FOR NO KEY UPDATE`` in ascending id order (once cached: the lock alone);
+2. a batch looks its ids up in one statement; a single ``post`` does not look (a retry is caught
+   by the ``(tenant_id, entry_id)`` unique key at the insert, and an entry that breaks a rule is
+   looked up before the error is reported, so that a retry is answered as a retry);
+3. every rule is checked in memory, entry after entry, against the locked balances;
+4. the new entries are written: on PostgreSQL one statement (data-modifying CTEs: the entries
+   ``INSERT ... ON CONFLICT DO NOTHING RETURNING``, then the postings and pending status rows of the
+   entries actually inserted, then the balance rows only if every entry was); on SQLite one
+   ``INSERT`` per table and one ``UPDATE``. Every row set is one JSON document parameter, so each
+   statement has one fixed text whatever the batch size.
+
+Atomicity: a single PostgreSQL ``post`` is that one statement, atomic by itself, with no
+SAVEPOINT (two round trips, ~35% of its throughput): if it fails at the database, PostgreSQL
+aborts the transaction, and the unit of work then refuses to commit (``_refuse_commit_after_failure``)
+instead of silently committing nothing. Everything else writes inside a SAVEPOINT taken on the
+driver connection, so an error leaves nothing of the operation and the unit of work usable. An id
+a concurrent writer inserted first shows up as a missing ``RETURNING`` row: the batch is rolled
+back to its savepoint and planned again, now answering that entry as a retry.
+
+Hot-path statements run on the DBAPI cursor (``Ledger._driver_rows``), not through SQLAlchemy's
+statement and result layers; reads that are not on the hot path use SQLAlchemy Core. None of them
+goes through the ORM, so the kernel's tenant guard does not see them: every statement here sets or
+filters ``tenant_id`` itself (``self.tenant_id``, from the session), and account ids only ever come
+from tenant-filtered reads. The service never commits: the caller owns the session (usually
+``core.db.tenant_session``).
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, case, func, or_, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy import (
+    Connection,
+    Select,
+    and_,
+    bindparam,
+    case,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session, SessionTransaction
 
 from core.clock import Clock
 from core.db import tenant_of
@@ -126,6 +156,7 @@ T = TypeVar("T")
 MAX_AMOUNT_MINOR = 2**63 - 1  # BIGINT
 MAX_ID_LENGTH = 128
 MAX_DESCRIPTION_LENGTH = 1000
+MAX_BATCH = 1000  # post_batch works through longer lists in chunks of this many entries
 
 
 # --- inputs --------------------------------------------------------------------------------------
@@ -394,6 +425,35 @@ class _Delta:
 
 _PlannedPosting = tuple[_Acct, Side, int]  # account, side, amount_minor
 
+
+@dataclass(slots=True)
+class _NewEntry:
+    """An entry that passed every check in memory and is about to be written."""
+
+    index: int  # position of its outcome in the caller's list
+    entry_id: str
+    kind: EntryKind
+    description: str
+    metadata: dict[str, Any] | None
+    fingerprint: str
+    planned: list[_PlannedPosting]
+    pending: bool
+    expires_at: datetime | None
+    pending_entry_pk: int | None = None
+    reverses_entry_pk: int | None = None
+
+
+@dataclass(slots=True)
+class _Replay:
+    """Placeholder outcome: the id exists in the database with the same content."""
+
+    row: Any
+
+
+class _Raced(Exception):
+    """A concurrent writer inserted one of the batch's ids first; the savepoint is rolled back."""
+
+
 _FIELD_ORDER = (
     "kind",
     "pending_entry_id",
@@ -418,6 +478,16 @@ def _iso(value: datetime | None) -> str | None:
 
 def _postings_content(postings: Iterable[tuple[str, str, int]]) -> list[list[Any]]:
     return sorted([account, str(side), amount] for account, side, amount in postings)
+
+
+def _draft_content(draft: EntryDraft) -> dict[str, Any]:
+    return {
+        "kind": "pending" if draft.pending else "standard",
+        "postings": _postings_content((p.account, p.side, p.amount_minor) for p in draft.postings),
+        "expires_at": _iso(draft.expires_at),
+        "description": draft.description,
+        "metadata": draft.metadata,
+    }
 
 
 def _first_difference(entry_id: str, stored: Mapping[str, Any], given: Mapping[str, Any]) -> None:
@@ -448,7 +518,345 @@ def _int(value: Any) -> int:
     return 0 if value is None else int(value)  # PostgreSQL's SUM(bigint) is numeric
 
 
+def _check_balanced(entry_id: str, planned: Sequence[_PlannedPosting]) -> None:
+    currency = planned[0][0].currency if planned else ""
+    if all(acct.currency == currency for acct, _, _ in planned):  # the common case: one currency
+        net = sum(amount if side is Side.DEBIT else -amount for _, side, amount in planned)
+        if net == 0:
+            return
+    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for acct, side, amount in planned:
+        totals[acct.currency][0 if side is Side.DEBIT else 1] += amount
+    for currency, (debits, credits) in sorted(totals.items()):
+        if debits != credits:
+            raise UnbalancedEntry(
+                f"entry {entry_id} is unbalanced in {currency}: debits {debits}, credits {credits} "
+                f"({currency} minor units); debits and credits must be equal per currency"
+            )
+
+
+def _deltas(planned: Iterable[_PlannedPosting], *, pending: bool) -> defaultdict[int, _Delta]:
+    deltas: defaultdict[int, _Delta] = defaultdict(_Delta)
+    for acct, side, amount in planned:
+        if acct.constrained:
+            deltas[acct.id].add(side, amount, pending=pending)
+    return deltas
+
+
+def _limit_check(acct: _Acct, old: _Delta, d: _Delta) -> _Delta:
+    """The account's balance after ``d``; raises InsufficientFunds if it would pass its limit."""
+    if acct.constraint is BalanceConstraint.DEBITS_MUST_NOT_EXCEED_CREDITS:
+        available = old.credits_posted - old.debits_posted - old.debits_pending
+        needed = (d.debits_posted + d.debits_pending) - d.credits_posted
+    else:
+        available = old.debits_posted - old.credits_posted - old.credits_pending
+        needed = (d.credits_posted + d.credits_pending) - d.debits_posted
+    if needed > 0 and needed > available:
+        raise InsufficientFunds(
+            acct.code,
+            available_minor=available,
+            needed_minor=needed,
+            currency=acct.currency,
+            constraint=str(acct.constraint),
+        )
+    return _Delta(
+        old.debits_posted + d.debits_posted,
+        old.credits_posted + d.credits_posted,
+        old.debits_pending + d.debits_pending,
+        old.credits_pending + d.credits_pending,
+    )
+
+
+# --- statements ----------------------------------------------------------------------------------
+# Built once; every one sets or filters tenant_id itself (Core statements bypass the ORM guard).
+
+_A = LedgerAccount.__table__
+_B = LedgerBalance.__table__
+_E = LedgerEntry.__table__
+_P = LedgerPosting.__table__
+_S = LedgerPending.__table__
+
+
+def _tenant(table: Any) -> Any:
+    return table.c.tenant_id == bindparam("tenant")
+
+
+_ACCOUNT_COLUMNS = (_A.c.id, _A.c.code, _A.c.currency, _A.c.type, _A.c.balance_constraint)
+_SELECT_ACCOUNTS = select(*_ACCOUNT_COLUMNS).where(
+    _tenant(_A), _A.c.code.in_(bindparam("codes", expanding=True))
+)
+_SELECT_ACCOUNTS_BY_ID = select(*_ACCOUNT_COLUMNS).where(
+    _tenant(_A), _A.c.id.in_(bindparam("ids", expanding=True))
+)
+_SELECT_ACCOUNT_ROWS = select(_A).where(_tenant(_A))
+
+_BALANCE_COLUMNS = (
+    _B.c.account_id,
+    _B.c.debits_posted_minor,
+    _B.c.credits_posted_minor,
+    _B.c.debits_pending_minor,
+    _B.c.credits_pending_minor,
+)
+_SELECT_BALANCES = (
+    select(*_BALANCE_COLUMNS)
+    .where(_tenant(_B), _B.c.account_id.in_(bindparam("ids", expanding=True)))
+    .order_by(_B.c.account_id)
+)
+_ENTRY_COLUMNS = (
+    _E.c.id,
+    _E.c.entry_id,
+    _E.c.kind,
+    _E.c.description,
+    _E.c.entry_metadata,
+    _E.c.fingerprint,
+    _E.c.pending_entry_pk,
+    _E.c.reverses_entry_pk,
+    _E.c.created_at,
+)
+_SELECT_ENTRIES = select(*_ENTRY_COLUMNS).where(
+    _tenant(_E), _E.c.entry_id.in_(bindparam("ids", expanding=True))
+)
+_SELECT_ENTRY_IDS = select(_E.c.id, _E.c.entry_id).where(
+    _tenant(_E), _E.c.id.in_(bindparam("pks", expanding=True))
+)
+_SELECT_REVERSAL_OF = select(_E.c.entry_id).where(_tenant(_E), _E.c.reverses_entry_pk == bindparam("pk"))
+_INSERT_ENTRY = insert(_E).returning(_E.c.id)
+
+_SELECT_POSTINGS = (
+    select(_P.c.entry_pk, _P.c.account_id, _P.c.side, _P.c.amount_minor)
+    .where(_tenant(_P), _P.c.entry_pk.in_(bindparam("pks", expanding=True)))
+    .order_by(_P.c.id)
+)
+_INSERT_POSTINGS = insert(_P)
+
+_STATUS_COLUMNS = (_S.c.entry_pk, _S.c.status, _S.c.expires_at, _S.c.resolved_at, _S.c.resolution_entry_pk)
+_SELECT_STATUS = select(*_STATUS_COLUMNS).where(
+    _tenant(_S), _S.c.entry_pk.in_(bindparam("pks", expanding=True))
+)
+_LOCK_STATUS = select(*_STATUS_COLUMNS).where(_tenant(_S), _S.c.entry_pk == bindparam("pk")).with_for_update()
+_INSERT_STATUS = insert(_S)
+
+_SIGNED_AMOUNT = case((_P.c.side == Side.DEBIT.value, _P.c.amount_minor), else_=-_P.c.amount_minor)
+
+# SQLite: set-based writes, each row set passed as one JSON document (``json_each``, parsed in C),
+# instead of an executemany that binds and converts every row in Python; driver SQL (sqlite3 takes
+# the :name parameters), with instants already in SQLAlchemy's storage format (``Ledger._db_time``).
+# An entry id that exists is skipped (``ON CONFLICT DO NOTHING``): a missing RETURNING row.
+_SQLITE_INSERT_ENTRIES = """
+    INSERT INTO ledger_entries (tenant_id, entry_id, kind, description, entry_metadata, fingerprint, created_at)
+    SELECT :tenant, j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, :now
+    FROM json_each(:entries) AS j WHERE true
+    ORDER BY j.key
+    ON CONFLICT (tenant_id, entry_id) DO NOTHING
+    RETURNING id, entry_id
+    """
+_SQLITE_INSERT_POSTINGS = """
+    INSERT INTO ledger_postings (tenant_id, entry_pk, account_id, side, amount_minor, currency, pending, created_at)
+    SELECT :tenant, j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, j.value ->> 5, :now
+    FROM json_each(:postings) AS j
+    ORDER BY j.key
+    """
+_SQLITE_INSERT_STATUS = """
+    INSERT INTO ledger_pendings (tenant_id, entry_pk, status, expires_at, created_at)
+    SELECT :tenant, j.value ->> 0, 'pending', j.value ->> 1, :now
+    FROM json_each(:pendings) AS j
+    """
+_SQLITE_UPDATE_BALANCES = """
+    UPDATE ledger_balances
+    SET debits_posted_minor = u.dp, credits_posted_minor = u.cp, debits_pending_minor = u.dpend,
+        credits_pending_minor = u.cpend, updated_at = :now
+    FROM (SELECT j.value ->> 0 AS account_id, j.value ->> 1 AS dp, j.value ->> 2 AS cp,
+                 j.value ->> 3 AS dpend, j.value ->> 4 AS cpend
+          FROM json_each(:balances) AS j) AS u
+    WHERE ledger_balances.tenant_id = :tenant AND ledger_balances.account_id = u.account_id
+    RETURNING ledger_balances.account_id
+    """
+
+# Accounts by code, with the balance rows of the constrained ones, in one statement. On SQLite a
+# plain outer join (writers are serialized: nothing to lock); on PostgreSQL each balance row is
+# locked ``FOR NO KEY UPDATE`` in a LATERAL subquery, visited in ascending account id (the global
+# lock order).
+_SQLITE_ACCOUNTS_AND_BALANCES = """
+    SELECT a.id, a.code, a.currency, a.type, a.balance_constraint,
+           b.debits_posted_minor, b.credits_posted_minor, b.debits_pending_minor, b.credits_pending_minor
+    FROM json_each(:codes) AS k
+    CROSS JOIN ledger_accounts AS a  -- CROSS: SQLite keeps this join order (one lookup per code)
+    LEFT JOIN ledger_balances AS b ON b.account_id = a.id AND b.tenant_id = a.tenant_id
+    WHERE a.tenant_id = :tenant AND a.code = k.value
+    ORDER BY a.id
+    """
+_SQLITE_EXISTING_IDS = """
+    SELECT entry_id FROM ledger_entries
+    WHERE tenant_id = :tenant AND entry_id IN (SELECT value FROM json_each(:ids))
+    """
+_SQLITE_LOCK_BALANCES = """
+    SELECT account_id, debits_posted_minor, credits_posted_minor, debits_pending_minor, credits_pending_minor
+    FROM ledger_balances
+    WHERE tenant_id = :tenant AND account_id IN (SELECT value FROM json_each(:ids))
+    ORDER BY account_id
+    """
+
+# PostgreSQL: list parameters are one JSON document, so every statement has one fixed text, which
+# psycopg parses once and the server prepares once, whatever the batch size. Like SQLite's, the
+# statements of the hot path are driver SQL run on the DBAPI cursor (``Ledger._driver_rows``), with
+# plain str, int and aware datetime parameters.
+_PG_ACCOUNTS_AND_LOCKS = """
+    SELECT a.id, a.code, a.currency, a.type, a.balance_constraint,
+           b.debits_posted_minor, b.credits_posted_minor, b.debits_pending_minor, b.credits_pending_minor
+    FROM (SELECT acc.*
+          FROM jsonb_array_elements_text(%(codes)s::jsonb) AS c(code)
+          CROSS JOIN LATERAL (
+              SELECT id, code, currency, type, balance_constraint FROM ledger_accounts
+              WHERE tenant_id = %(tenant)s AND code = c.code
+              OFFSET 0) AS acc
+          ORDER BY acc.id) AS a
+    LEFT JOIN LATERAL (
+        SELECT debits_posted_minor, credits_posted_minor, debits_pending_minor, credits_pending_minor
+        FROM ledger_balances
+        WHERE tenant_id = %(tenant)s AND account_id = a.id AND a.balance_constraint <> 'none'
+        FOR NO KEY UPDATE) AS b ON true
+"""
+_PG_LOCK_BALANCES = """
+    SELECT account_id, debits_posted_minor, credits_posted_minor, debits_pending_minor, credits_pending_minor
+    FROM ledger_balances
+    WHERE tenant_id = %(tenant)s
+      AND account_id = ANY(ARRAY(SELECT jsonb_array_elements_text(%(ids)s::jsonb)::bigint))
+    ORDER BY account_id
+    FOR NO KEY UPDATE
+"""
+# Lists of keys are looked up one key at a time (LATERAL ... OFFSET 0: equality on every column of
+# a unique key, which no planner passes over), not with ``IN``/``= ANY``: on a table without
+# statistics yet, PostgreSQL scans the whole tenant through the key's ``tenant_id`` prefix instead.
+_PG_SELECT_ENTRIES = text(
+    """
+    SELECT e.id, e.entry_id, e.kind, e.description, e.entry_metadata, e.fingerprint, e.pending_entry_pk,
+           e.reverses_entry_pk, e.created_at
+    FROM jsonb_array_elements_text(CAST(:ids AS jsonb)) AS k(entry_id)
+    CROSS JOIN LATERAL (SELECT * FROM ledger_entries
+                        WHERE tenant_id = :tenant AND entry_id = k.entry_id OFFSET 0) AS e
+    """
+).columns(*_ENTRY_COLUMNS)
+_PG_EXISTING_IDS = """
+    SELECT e.entry_id
+    FROM jsonb_array_elements_text(%(ids)s::jsonb) AS k(entry_id)
+    CROSS JOIN LATERAL (SELECT entry_id FROM ledger_entries
+                        WHERE tenant_id = %(tenant)s AND entry_id = k.entry_id OFFSET 0) AS e
+"""
+_PG_SELECT_ACCOUNTS = text(
+    """
+    SELECT a.id, a.code, a.currency, a.type, a.balance_constraint
+    FROM jsonb_array_elements_text(CAST(:codes AS jsonb)) AS k(code)
+    CROSS JOIN LATERAL (SELECT * FROM ledger_accounts WHERE tenant_id = :tenant AND code = k.code OFFSET 0) AS a
+    """
+).columns(*_ACCOUNT_COLUMNS)
+# All the writes of new entries in one statement, atomic by itself: the entries (an id that
+# exists is skipped), the postings and pending status rows of the entries actually inserted, and
+# the balance rows, updated only if every entry was inserted. One round trip for a whole batch.
+_PG_WRITE_NEW = """
+    WITH new_entries AS (
+        INSERT INTO ledger_entries (tenant_id, entry_id, kind, description, entry_metadata, fingerprint,
+                                    created_at)
+        SELECT %(tenant)s, u.v->>0, u.v->>1, u.v->>2, (u.v->>3)::json, u.v->>4, %(now)s
+        FROM jsonb_array_elements(%(entries)s::jsonb) WITH ORDINALITY AS u(v, ord)
+        ORDER BY u.ord
+        ON CONFLICT (tenant_id, entry_id) DO NOTHING
+        RETURNING id, entry_id
+    ), new_postings AS (
+        INSERT INTO ledger_postings (tenant_id, entry_pk, account_id, side, amount_minor, currency, pending,
+                                     created_at)
+        SELECT %(tenant)s, e.id, (u.v->>1)::bigint, u.v->>2, (u.v->>3)::bigint, u.v->>4, (u.v->>5)::boolean,
+               %(now)s
+        FROM jsonb_array_elements(%(postings)s::jsonb) WITH ORDINALITY AS u(v, ord)
+        JOIN new_entries AS e ON e.entry_id = u.v->>0
+        ORDER BY u.ord
+    ), new_status AS (
+        INSERT INTO ledger_pendings (tenant_id, entry_pk, status, expires_at, created_at)
+        SELECT %(tenant)s, e.id, 'pending', (u.v->>1)::timestamptz, %(now)s
+        FROM jsonb_array_elements(%(pendings)s::jsonb) AS u(v)
+        JOIN new_entries AS e ON e.entry_id = u.v->>0
+    ), new_balances AS (
+        UPDATE ledger_balances AS b
+        SET debits_posted_minor = (u.v->>1)::bigint, credits_posted_minor = (u.v->>2)::bigint,
+            debits_pending_minor = (u.v->>3)::bigint, credits_pending_minor = (u.v->>4)::bigint,
+            updated_at = %(now)s
+        FROM jsonb_array_elements(%(balances)s::jsonb) AS u(v)
+        WHERE b.tenant_id = %(tenant)s AND b.account_id = (u.v->>0)::bigint
+          AND b.account_id = ANY(ARRAY(SELECT (x->>0)::bigint FROM jsonb_array_elements(%(balances)s::jsonb) AS x))
+          AND (SELECT count(*) FROM new_entries) = %(n)s
+    )
+    SELECT id, entry_id FROM new_entries
+"""
+_PG_UPDATE_BALANCES = """
+    UPDATE ledger_balances AS b
+    SET debits_posted_minor = (u.v->>1)::bigint, credits_posted_minor = (u.v->>2)::bigint,
+        debits_pending_minor = (u.v->>3)::bigint, credits_pending_minor = (u.v->>4)::bigint,
+        updated_at = %(now)s
+    FROM jsonb_array_elements(%(balances)s::jsonb) AS u(v)
+    WHERE b.tenant_id = %(tenant)s AND b.account_id = (u.v->>0)::bigint
+      AND b.account_id = ANY(ARRAY(SELECT (x->>0)::bigint FROM jsonb_array_elements(%(balances)s::jsonb) AS x))
+    RETURNING b.account_id
+"""
+
+
+# --- per-transaction account cache ---------------------------------------------------------------
+
+_CACHE_KEY = "sceneos_ledger_accounts"
+_DB_TIME: dict[str, Callable[[datetime], Any]] = {}  # bind processors of UTCDateTime, per dialect
+
+
+class _AccountCache:
+    """Accounts by code and id, valid for one transaction of one session (``session.info``).
+
+    Accounts never change once opened, but one opened in a transaction (or a savepoint) that rolls
+    back never existed: the cache is dropped on any rollback and never outlives its transaction."""
+
+    __slots__ = ("by_code", "by_id", "transaction")
+
+    def __init__(self, transaction: SessionTransaction | None) -> None:
+        self.transaction = transaction
+        self.by_code: dict[str, _Acct] = {}
+        self.by_id: dict[int, _Acct] = {}
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_accounts(session: Session, _previous: SessionTransaction) -> None:
+    session.info.pop(_CACHE_KEY, None)
+    session.info.pop(_FAILED_KEY, None)  # rolled back (to a savepoint or all of it): usable again
+
+
+# A ledger statement that failed at the database outside a SAVEPOINT (PostgreSQL aborts the whole
+# transaction then): the unit of work must not look committed when it was in fact rolled back.
+_FAILED_KEY = "sceneos_ledger_failed"
+
+
+@event.listens_for(Session, "before_commit")
+def _refuse_commit_after_failure(session: Session) -> None:
+    failure = session.info.get(_FAILED_KEY)
+    if failure is not None:
+        raise LedgerInvariantViolated(
+            f"this unit of work cannot commit: a ledger statement failed at the database ({failure}); "
+            f"PostgreSQL has aborted the transaction, nothing of it is written; roll back and retry"
+        )
+
+
 # --- the service ---------------------------------------------------------------------------------
+
+
+def _notes_database_failures(method: Callable[..., T]) -> Callable[..., T]:
+    """Wrap a public operation: after a database error that left the transaction aborted
+    (PostgreSQL; a statement outside a SAVEPOINT failed), a later commit of the unit of work
+    raises instead of silently rolling back. Ledger rules never get here: they are checked before
+    anything is sent, and a lost id race is answered as a retry."""
+
+    @functools.wraps(method)
+    def wrapper(self: Ledger, *args: Any, **kwargs: Any) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except DBAPIError as exc:
+            self._note_failure(exc)
+            raise
+
+    return wrapper
 
 
 class Ledger:
@@ -463,11 +871,11 @@ class Ledger:
         self.session = session
         self.clock = clock
         self.tenant_id = tenant_id
-        self._by_code: dict[str, _Acct] = {}
-        self._by_id: dict[int, _Acct] = {}
+        self._pg = session.get_bind().dialect.name == "postgresql"
 
     # --- accounts --------------------------------------------------------------------------------
 
+    @_notes_database_failures
     def open_account(
         self,
         code: str,
@@ -487,23 +895,31 @@ class Ledger:
         if existing is not None:
             return self._same_account(existing, wanted)
         now = self.clock.now()
+        conn = self._conn()
 
         def write() -> Account:
-            row = LedgerAccount(created_at=now, **wanted)
-            self.session.add(row)
-            self.session.flush()
+            values = {
+                **{k: str(v) for k, v in wanted.items()},
+                "created_at": now,
+                "tenant_id": self.tenant_id,
+            }
+            account_id = conn.execute(insert(_A).returning(_A.c.id), values).scalar_one()
             if wanted["balance_constraint"] != BalanceConstraint.NONE:
-                self.session.add(
-                    LedgerBalance(
-                        account_id=row.id,
-                        debits_posted_minor=0,
-                        credits_posted_minor=0,
-                        debits_pending_minor=0,
-                        credits_pending_minor=0,
-                        updated_at=now,
-                    )
+                conn.execute(
+                    insert(_B),
+                    {
+                        "tenant_id": self.tenant_id,
+                        "account_id": account_id,
+                        "debits_posted_minor": 0,
+                        "credits_posted_minor": 0,
+                        "debits_pending_minor": 0,
+                        "credits_pending_minor": 0,
+                        "updated_at": now,
+                    },
                 )
-                self.session.flush()
+            row = self._account_row(code)
+            _invariant(row is not None and row.id == account_id, f"account {code} was not written")
+            assert row is not None
             self._remember(row)
             return self._account(row)
 
@@ -520,43 +936,64 @@ class Ledger:
         return self._account(row)
 
     def accounts(self) -> list[Account]:
-        rows = self.session.scalars(select(LedgerAccount).order_by(LedgerAccount.code)).all()
+        rows = self._conn().execute(_SELECT_ACCOUNT_ROWS.order_by(_A.c.code), {"tenant": self.tenant_id})
         return [self._account(row) for row in rows]
 
     # --- entries ---------------------------------------------------------------------------------
 
+    @_notes_database_failures
     def post(self, draft: EntryDraft) -> EntryResult:
-        """Post an entry (or a pending one). Idempotent on ``draft.entry_id``."""
+        """Post an entry (or a pending one). Idempotent on ``draft.entry_id``.
+
+        Everything is checked in memory before the first write, and a retry is recognised by the
+        ``(tenant_id, entry_id)`` unique key at the insert (``ON CONFLICT DO NOTHING``) rather
+        than by a lookup beforehand: a new entry costs one statement for its accounts and the
+        locks of its constrained balance rows (just the locks once the accounts are cached, nothing
+        for an entry on unconstrained accounts only) and one for the writes.
+
+        On PostgreSQL the writes are one statement and take no SAVEPOINT: if it fails at the
+        database (not a ledger rule: those raise before anything is sent), the transaction is
+        aborted and the unit of work refuses to commit. See the module docstring."""
         if not isinstance(draft, EntryDraft):
             raise InvalidEntry(f"post takes an EntryDraft, not {type(draft).__name__}")
-        return self._post_draft(draft, self.clock.now(), locked=None)
+        outcome = self._post_many([draft], atomic=True, linked=False, optimistic=True)[0]
+        assert isinstance(outcome, EntryResult)
+        return outcome
 
+    @_notes_database_failures
+    def post_batch(self, drafts: Sequence[EntryDraft]) -> list[EntryResult | LedgerError]:
+        """Post many independent entries at once, for batch jobs (TigerBeetle's
+        ``create_transfers``): returns, for each draft in order, its :class:`EntryResult`
+        (``created=False`` for a retry, including a repeat of an id earlier in the same batch) or
+        the :class:`LedgerError` it failed with. A failed entry writes nothing and the others are
+        still posted; entries are applied in order, so a later one may spend what an earlier one
+        credited (and does not see what a failed one would have).
+
+        Set-based: per chunk of up to :data:`MAX_BATCH` entries, one statement to resolve the
+        accounts and lock every constrained balance row touched (ascending ids), one to find the
+        ids that already exist; then the checks in memory; then the writes of all new entries
+        (their rows as JSON documents: one statement on PostgreSQL, four on SQLite) in a
+        SAVEPOINT. A database error (not a ledger rule) raises and writes nothing of that chunk.
+        Use :meth:`post_linked` when the entries must succeed or fail together."""
+        drafts = self._drafts(drafts, "post_batch")
+        outcomes: list[EntryResult | LedgerError] = []
+        for first in range(0, len(drafts), MAX_BATCH):
+            chunk = drafts[first : first + MAX_BATCH]
+            outcomes += self._post_many(chunk, atomic=False, linked=False, optimistic=False)
+        return outcomes
+
+    @_notes_database_failures
     def post_linked(self, drafts: Sequence[EntryDraft]) -> list[EntryResult]:
         """Post entries that succeed or fail together, in order (a later one may spend what an
         earlier one credited). On any error nothing of the batch is written and the error carries
-        ``linked_index``, the position of the failing entry."""
-        drafts = list(drafts)
-        for draft in drafts:
-            if not isinstance(draft, EntryDraft):
-                raise InvalidEntry(f"post_linked takes EntryDraft objects, not {type(draft).__name__}")
+        ``linked_index``, the position of the failing entry. Set-based like :meth:`post_batch`."""
+        drafts = self._drafts(drafts, "post_linked")
         if not drafts:
             return []
-        now = self.clock.now()
-        codes = {p.account for d in drafts for p in d.postings}
-        known = self._accounts(codes, strict=False)
-        with self.session.begin_nested():
-            # Lock every constrained account of the batch up front, in id order, so two linked
-            # batches sharing accounts cannot deadlock.
-            locked = self._lock_balances(a.id for a in known.values() if a.constrained)
-            results: list[EntryResult] = []
-            for index, draft in enumerate(drafts):
-                try:
-                    results.append(self._post_draft(draft, now, locked=locked))
-                except LedgerError as exc:
-                    exc.linked_index = index
-                    raise
-            return results
+        outcomes = self._post_many(drafts, atomic=True, linked=True, optimistic=False)
+        return [o for o in outcomes if isinstance(o, EntryResult)]
 
+    @_notes_database_failures
     def post_pending(
         self,
         pending_entry_id: str,
@@ -578,6 +1015,7 @@ class Ledger:
             EntryKind.POST_PENDING, pending_entry_id, resolution_id, amount_minor, description, meta
         )
 
+    @_notes_database_failures
     def void_pending(
         self,
         pending_entry_id: str,
@@ -593,40 +1031,53 @@ class Ledger:
         meta = _canonical_metadata(metadata, f"entry {resolution_id}")
         return self._resolve(EntryKind.VOID_PENDING, pending_entry_id, resolution_id, None, description, meta)
 
+    @_notes_database_failures
     def expire_pending(self) -> list[str]:
         """Expire every pending entry whose ``expires_at`` is at or before the clock's now and
         release its amounts. Returns the expired entry ids. Safe to run concurrently."""
         now = self.clock.now()
-        due = self.session.execute(
-            select(LedgerPending, LedgerEntry.entry_id)
-            .join(LedgerEntry, LedgerEntry.id == LedgerPending.entry_pk)
-            .where(LedgerPending.status == EntryStatus.PENDING, LedgerPending.expires_at <= now)
-            .order_by(LedgerPending.entry_pk)
-            .with_for_update(of=LedgerPending)
-            .execution_options(populate_existing=True)
+        conn = self._conn()
+        due = conn.execute(
+            select(_S.c.entry_pk, _S.c.status, _E.c.entry_id)
+            .join(_E, _E.c.id == _S.c.entry_pk)
+            .where(
+                _tenant(_S),
+                _tenant(_E),
+                _S.c.status == EntryStatus.PENDING.value,
+                _S.c.expires_at <= bindparam("now", type_=_S.c.expires_at.type),
+            )
+            .order_by(_S.c.entry_pk)
+            .with_for_update(of=_S),
+            {"tenant": self.tenant_id, "now": now},
         ).all()
         # PostgreSQL re-checks the WHERE clause of a row it waited for, but be explicit.
-        due = [(row, entry_id) for row, entry_id in due if row.status == EntryStatus.PENDING]
+        due = [row for row in due if row.status == EntryStatus.PENDING]
         if not due:
             return []
-        by_entry = self._postings_of([row.entry_pk for row, _ in due])
-        deltas: dict[int, _Delta] = defaultdict(_Delta)
-        for row, _ in due:
+        by_entry = self._postings_of([row.entry_pk for row in due])
+        deltas: defaultdict[int, _Delta] = defaultdict(_Delta)
+        for row in due:
             for acct, side, amount in by_entry.get(row.entry_pk, []):
-                deltas[acct.id].add(side, -amount, pending=True)
+                if acct.constrained:
+                    deltas[acct.id].add(side, -amount, pending=True)
 
         def write() -> list[str]:
-            locked = self._lock_balances(deltas)
-            new_rows = self._checked_balances(locked, deltas)
-            for row, _ in due:
-                row.status = EntryStatus.EXPIRED
-                row.resolved_at = now
-            self._apply_balances(locked, new_rows, now)
-            self.session.flush()
-            return [entry_id for _, entry_id in due]
+            new_rows = self._checked_balances(self._lock_balances(conn, deltas), deltas)
+            conn.execute(
+                update(_S)
+                .where(_tenant(_S), _S.c.entry_pk.in_(bindparam("pks", expanding=True)))
+                .values(
+                    status=EntryStatus.EXPIRED.value,
+                    resolved_at=bindparam("now", type_=_S.c.resolved_at.type),
+                ),
+                {"tenant": self.tenant_id, "pks": [row.entry_pk for row in due], "now": now},
+            )
+            self._update_balances(conn, new_rows, now)
+            return [row.entry_id for row in due]
 
         return self._write(write, lambda: None)
 
+    @_notes_database_failures
     def reverse(self, entry_id: str, reversal_id: str, reason: str) -> EntryResult:
         """Post the mirror of entry ``entry_id`` as entry ``reversal_id``. An entry is reversed at
         most once; pending entries are voided instead."""
@@ -636,45 +1087,54 @@ class Ledger:
         if not reason.strip():
             raise InvalidEntry(f"reversal {reversal_id} of entry {entry_id} needs a reason")
         now = self.clock.now()
+        conn = self._conn()
         content = {"kind": str(EntryKind.REVERSAL), "reverses_entry_id": entry_id, "reason": reason}
         fingerprint = _fingerprint(content)
-        existing = self._entry_row(reversal_id)
+        rows = self._entry_rows(conn, [reversal_id, entry_id])
+        existing, original = rows.get(reversal_id), rows.get(entry_id)
         if existing is not None:
             return self._replay(existing, content, fingerprint)
-        original = self._entry_row(entry_id)
         if original is None:
             raise UnknownEntry(entry_id)
         if original.kind in (EntryKind.PENDING, EntryKind.VOID_PENDING):
             hint = "void it instead" if original.kind == EntryKind.PENDING else "it has no postings"
             raise NotReversible(f"entry {entry_id} is a {original.kind} entry and cannot be reversed; {hint}")
-        self._check_not_reversed(original)
+        self._check_not_reversed(conn, original)
         planned = [
             (acct, side.opposite, amount)
             for acct, side, amount in self._postings_of([original.id])[original.id]
         ]
-        deltas = self._deltas(planned, pending=False)
+        deltas = _deltas(planned, pending=False)
+        new = _NewEntry(
+            0,
+            reversal_id,
+            EntryKind.REVERSAL,
+            reason,
+            None,
+            fingerprint,
+            planned,
+            False,
+            None,
+            reverses_entry_pk=original.id,
+        )
 
         def write() -> EntryResult:
-            locked = self._lock_balances(deltas)
+            locked = self._lock_balances(conn, deltas)
             if locked:  # we may have waited for a concurrent reversal: check again under the lock
                 again = self._entry_row(reversal_id)
                 if again is not None:
                     return self._replay(again, content, fingerprint)
-                self._check_not_reversed(original)
+                self._check_not_reversed(conn, original)
             new_rows = self._checked_balances(locked, deltas)
-            entry = self._insert_entry(
-                reversal_id, EntryKind.REVERSAL, reason, None, fingerprint, now, reverses_entry_pk=original.id
-            )
-            self._insert_postings(entry, planned, pending=False, now=now)
-            self._apply_balances(locked, new_rows, now)
-            self.session.flush()
-            return self._new_result(entry, planned, EntryStatus.POSTED, reverses_entry_id=entry_id)
+            self._insert_entry(conn, new, now)
+            self._update_balances(conn, new_rows, now)
+            return self._new_result(new, now, EntryStatus.POSTED, reverses_entry_id=entry_id)
 
         def on_conflict() -> EntryResult | None:
             again = self._entry_row(reversal_id)
             if again is not None:
                 return self._replay(again, content, fingerprint)
-            self._check_not_reversed(original)
+            self._check_not_reversed(conn, original)
             return None
 
         return self._write(write, on_conflict)
@@ -699,8 +1159,9 @@ class Ledger:
         As of an instant: every account's sums of postings created at or before it, with pending
         amounts counted while their entry was pending at that instant.
         """
+        conn = self._conn()
         if accounts is None:
-            rows = self.session.scalars(select(LedgerAccount)).all()
+            rows = conn.execute(_SELECT_ACCOUNT_ROWS, {"tenant": self.tenant_id}).all()
             accts = {row.code: self._remember(row) for row in rows}
         else:
             accts = self._accounts(list(accounts), strict=True)
@@ -712,18 +1173,7 @@ class Ledger:
             sums.update(self._derived([a.id for a in derive], as_of))
         stored = [a.id for a in accts.values() if as_of is None and a.constrained]
         if stored:
-            fresh = (
-                select(LedgerBalance)
-                .where(LedgerBalance.account_id.in_(stored))
-                .execution_options(populate_existing=True)
-            )
-            for row in self.session.scalars(fresh):
-                sums[row.account_id] = _Delta(
-                    row.debits_posted_minor,
-                    row.credits_posted_minor,
-                    row.debits_pending_minor,
-                    row.credits_pending_minor,
-                )
+            sums.update(self._read_balances(conn, _SELECT_BALANCES, stored))
         result: dict[str, Balance] = {}
         for code, acct in accts.items():
             s = sums.get(acct.id, _Delta())
@@ -747,17 +1197,19 @@ class Ledger:
         except ValueError as exc:
             raise CurrencyMismatch(str(exc)) from None
         stmt = (
-            select(LedgerAccount.type, LedgerPosting.side, func.sum(LedgerPosting.amount_minor))
-            .join(LedgerAccount, LedgerAccount.id == LedgerPosting.account_id)
-            .where(LedgerPosting.currency == currency, LedgerPosting.pending.is_(False))
-            .group_by(LedgerAccount.type, LedgerPosting.side)
+            select(_A.c.type, _P.c.side, func.sum(_P.c.amount_minor))
+            .join(_A, _A.c.id == _P.c.account_id)
+            .where(_tenant(_P), _tenant(_A), _P.c.currency == currency, _P.c.pending.is_(False))
+            .group_by(_A.c.type, _P.c.side)
         )
+        params: dict[str, Any] = {"tenant": self.tenant_id}
         if as_of is not None:
             as_of = _utc(as_of, "as_of")
-            stmt = stmt.where(LedgerPosting.created_at <= as_of)
+            stmt = stmt.where(_P.c.created_at <= bindparam("as_of", type_=_P.c.created_at.type))
+            params["as_of"] = as_of
         by_type = dict.fromkeys(AccountType, 0)
         debits = credits = 0
-        for type_, side, total in self.session.execute(stmt):
+        for type_, side, total in self._conn().execute(stmt, params):
             amount = _int(total)
             if side == Side.DEBIT:
                 debits += amount
@@ -771,32 +1223,38 @@ class Ledger:
         """Audit the tenant's ledger; returns the problems found (empty when sound): balance rows
         equal to the sums of postings, every entry balanced per currency, every trial balance 0."""
         problems: list[str] = []
-        rows = {r.account_id: r for r in self.session.scalars(select(LedgerBalance))}
+        conn = self._conn()
+        tenant = {"tenant": self.tenant_id}
+        rows = {
+            r.account_id: _Delta(
+                r.debits_posted_minor, r.credits_posted_minor, r.debits_pending_minor, r.credits_pending_minor
+            )
+            for r in conn.execute(select(*_BALANCE_COLUMNS).where(_tenant(_B)), tenant)
+        }
         if rows:
             derived = self._derived(list(rows), None)
-            for account_id, row in rows.items():
+            for account_id, stored_delta in rows.items():
                 d = derived.get(account_id, _Delta())
                 stored = (
-                    row.debits_posted_minor,
-                    row.credits_posted_minor,
-                    row.debits_pending_minor,
-                    row.credits_pending_minor,
+                    stored_delta.debits_posted,
+                    stored_delta.credits_posted,
+                    stored_delta.debits_pending,
+                    stored_delta.credits_pending,
                 )
                 summed = (d.debits_posted, d.credits_posted, d.debits_pending, d.credits_pending)
                 if stored != summed:
                     code = self._account_by_id(account_id).code
                     problems.append(f"balance row of {code} is {stored} but its postings sum to {summed}")
-        signed = case(
-            (LedgerPosting.side == Side.DEBIT, LedgerPosting.amount_minor), else_=-LedgerPosting.amount_minor
-        )
-        unbalanced = self.session.execute(
-            select(LedgerEntry.entry_id, LedgerPosting.currency, func.sum(signed))
-            .join(LedgerEntry, LedgerEntry.id == LedgerPosting.entry_pk)
-            .group_by(LedgerEntry.entry_id, LedgerPosting.currency)
-            .having(func.sum(signed) != 0)
+        unbalanced = conn.execute(
+            select(_E.c.entry_id, _P.c.currency, func.sum(_SIGNED_AMOUNT))
+            .join(_E, _E.c.id == _P.c.entry_pk)
+            .where(_tenant(_P), _tenant(_E))
+            .group_by(_E.c.entry_id, _P.c.currency)
+            .having(func.sum(_SIGNED_AMOUNT) != 0),
+            tenant,
         ).all()
         problems += [f"entry {e} is unbalanced in {c} by {_int(n)}" for e, c, n in unbalanced]
-        currencies = self.session.scalars(select(LedgerPosting.currency).distinct()).all()
+        currencies = conn.execute(select(_P.c.currency).where(_tenant(_P)).distinct(), tenant).scalars().all()
         for currency in currencies:
             tb = self.trial_balance(currency)
             if not tb.balanced:
@@ -805,23 +1263,108 @@ class Ledger:
 
     # --- posting internals -----------------------------------------------------------------------
 
-    def _post_draft(
-        self, draft: EntryDraft, now: datetime, *, locked: dict[int, LedgerBalance] | None
-    ) -> EntryResult:
-        kind = EntryKind.PENDING if draft.pending else EntryKind.STANDARD
-        content = {
-            "kind": str(kind),
-            "postings": _postings_content((p.account, p.side, p.amount_minor) for p in draft.postings),
-            "expires_at": _iso(draft.expires_at),
-            "description": draft.description,
-            "metadata": draft.metadata,
-        }
-        fingerprint = _fingerprint(content)
-        existing = self._entry_row(draft.entry_id)
-        if existing is not None:
-            return self._replay(existing, content, fingerprint)
+    @staticmethod
+    def _drafts(drafts: Sequence[EntryDraft], what: str) -> list[EntryDraft]:
+        drafts = list(drafts)
+        for draft in drafts:
+            if not isinstance(draft, EntryDraft):
+                raise InvalidEntry(f"{what} takes EntryDraft objects, not {type(draft).__name__}")
+        return drafts
 
-        accts = self._accounts([p.account for p in draft.postings], strict=True)
+    def _post_many(
+        self, drafts: list[EntryDraft], *, atomic: bool, linked: bool, optimistic: bool
+    ) -> list[EntryResult | LedgerError]:
+        """Plan ``drafts`` in memory against freshly locked balances, then write the new entries
+        set-based. ``atomic``: the first error is raised (with ``linked_index`` if ``linked``) and
+        nothing is written; else each draft's error is its outcome. ``optimistic``: do not look for existing ids
+        first; the insert's unique key finds them (and an error looks for one before it is
+        reported, so a retry is answered as a retry whatever the balances are now)."""
+        now = self.clock.now()
+        conn = self._conn()
+        codes = list(dict.fromkeys(p.account for d in drafts for p in d.postings))
+        for _attempt in range(5):
+            accts, balances = self._accounts_and_locks(conn, codes)
+            existing = {} if optimistic else self._existing_entries(conn, [d.entry_id for d in drafts])
+            outcomes, new, touched = self._plan(
+                drafts, now, accts, balances, existing, atomic=atomic, linked=linked, optimistic=optimistic
+            )
+            if not new or self._write_new(conn, new, {i: balances[i] for i in touched}, now):
+                return self._settle(outcomes)
+            optimistic = False  # someone inserted one of our ids first: plan again, seeing it
+        raise LedgerInvariantViolated("ledger invariant violated: a batch kept racing with other writers")
+
+    def _plan(
+        self,
+        drafts: list[EntryDraft],
+        now: datetime,
+        accts: Mapping[str, _Acct],
+        balances: dict[int, _Delta],
+        existing: Mapping[str, Any],
+        *,
+        atomic: bool,
+        linked: bool,
+        optimistic: bool,
+    ) -> tuple[list[Any], list[_NewEntry], set[int]]:
+        """Check every draft in order against the accounts and the (locked) balances, applying
+        the ones that pass to ``balances`` in memory. Writes nothing."""
+        outcomes: list[Any] = []
+        new: list[_NewEntry] = []
+        touched: set[int] = set()
+        seen: dict[str, tuple[EntryDraft, str, EntryResult]] = {}  # created earlier in the batch
+        for index, draft in enumerate(drafts):
+            content = _draft_content(draft)
+            fingerprint = _fingerprint(content)
+            entry_id = draft.entry_id
+            try:
+                if entry_id in seen:
+                    first_draft, first_fingerprint, first = seen[entry_id]
+                    if first_fingerprint != fingerprint:
+                        _first_difference(entry_id, _draft_content(first_draft), content)
+                    outcomes.append(replace(first, created=False))
+                    continue
+                row = existing.get(entry_id)
+                if row is not None:
+                    outcomes.append(self._check_replay(row, content, fingerprint))
+                    continue
+                try:
+                    entry, new_balances = self._check_draft(index, draft, fingerprint, now, accts, balances)
+                except LedgerError:
+                    row = self._entry_row(entry_id) if optimistic else None
+                    if row is None:
+                        raise
+                    outcomes.append(self._check_replay(row, content, fingerprint))
+                    continue
+            except LedgerError as exc:
+                if atomic:
+                    if linked:
+                        exc.linked_index = index
+                    raise
+                outcomes.append(exc)
+                continue
+            balances.update(new_balances)
+            touched.update(new_balances)
+            new.append(entry)
+            status = EntryStatus.PENDING if draft.pending else EntryStatus.POSTED
+            result = self._new_result(entry, now, status, expires_at=draft.expires_at)
+            seen[entry_id] = (draft, fingerprint, result)
+            outcomes.append(result)
+        return outcomes, new, touched
+
+    def _check_draft(
+        self,
+        index: int,
+        draft: EntryDraft,
+        fingerprint: str,
+        now: datetime,
+        accts: Mapping[str, _Acct],
+        balances: Mapping[int, _Delta],
+    ) -> tuple[_NewEntry, dict[int, _Delta]]:
+        """The rules of a new entry, in order: known accounts, currencies, balanced per currency,
+        expiry in the future, constrained accounts within their limits. Returns the entry to write
+        and the new balances of its constrained accounts."""
+        for p in draft.postings:
+            if p.account not in accts:
+                raise UnknownAccount(p.account)
         planned: list[_PlannedPosting] = []
         for p in draft.postings:
             acct = accts[p.account]
@@ -831,47 +1374,216 @@ class Ledger:
                     f"{p.currency} but the account is in {acct.currency}"
                 )
             planned.append((acct, p.side, p.amount_minor))
-        self._check_balanced(draft.entry_id, planned)
+        _check_balanced(draft.entry_id, planned)
         if draft.expires_at is not None and draft.expires_at <= now:
             raise InvalidExpiry(
                 f"entry {draft.entry_id}: expires_at {_iso(draft.expires_at)} is not after now ({_iso(now)})"
             )
-        pending = draft.pending
-        deltas = self._deltas(planned, pending=pending)
+        new_balances = self._checked_balances(balances, _deltas(planned, pending=draft.pending))
+        entry = _NewEntry(
+            index,
+            draft.entry_id,
+            EntryKind.PENDING if draft.pending else EntryKind.STANDARD,
+            draft.description,
+            draft.metadata,  # type: ignore[arg-type]  (canonical dict, see EntryDraft)
+            fingerprint,
+            planned,
+            draft.pending,
+            draft.expires_at,
+        )
+        return entry, new_balances
 
-        def write() -> EntryResult:
-            rows = locked if locked is not None else {}
-            missing = [i for i in deltas if self._account_by_id(i).constrained and i not in rows]
-            if missing:
-                rows = {**rows, **self._lock_balances(missing)}
-                # We may have waited for another writer, which may have posted this very id.
-                again = self._entry_row(draft.entry_id)
-                if again is not None:
-                    return self._replay(again, content, fingerprint)
-            new_rows = self._checked_balances(rows, deltas)
-            entry = self._insert_entry(
-                draft.entry_id, kind, draft.description, draft.metadata, fingerprint, now
-            )
-            self._insert_postings(entry, planned, pending=pending, now=now)
-            if pending:
-                self.session.add(
-                    LedgerPending(
-                        entry_pk=entry.id,
-                        status=EntryStatus.PENDING,
-                        expires_at=draft.expires_at,
-                        created_at=now,
-                    )
+    def _settle(self, outcomes: list[Any]) -> list[EntryResult | LedgerError]:
+        """Replace replay placeholders by the stored results, loaded together."""
+        replays = [o.row for o in outcomes if isinstance(o, _Replay)]
+        if not replays:
+            return outcomes
+        stored = self._stored_results(replays, created=False)
+        return [stored[o.row.id] if isinstance(o, _Replay) else o for o in outcomes]
+
+    def _check_replay(self, row: Any, content: Mapping[str, Any], fingerprint: str) -> _Replay:
+        if row.fingerprint != fingerprint:
+            _first_difference(row.entry_id, self._stored_content(row), content)
+        return _Replay(row)
+
+    def _write_new(
+        self, conn: Connection, new: Sequence[_NewEntry], balances: Mapping[int, _Delta], now: datetime
+    ) -> bool:
+        """Write planned entries, their postings and pending status rows and the new balances.
+        False (nothing written) if one of the ids turned out to exist already."""
+        if self._pg:
+            return self._write_new_pg(conn, new, balances, now)
+        return self._write_new_sqlite(conn, new, balances, now)
+
+    def _write_new_sqlite(
+        self, conn: Connection, new: Sequence[_NewEntry], balances: Mapping[int, _Delta], now: datetime
+    ) -> bool:
+        """SQLite: one INSERT of entries (``ON CONFLICT DO NOTHING RETURNING``), one of postings, one
+        of pending status rows, one UPDATE of balance rows, each with its rows as one JSON document,
+        in a SAVEPOINT (in-process on SQLite: no round trip)."""
+        tenant = {"tenant": self.tenant_id, "now": self._db_time(conn, now)}
+        entries = [
+            [n.entry_id, n.kind.value, n.description, json.dumps(n.metadata), n.fingerprint] for n in new
+        ]
+        try:
+            with self._savepoint(conn):
+                returned = self._driver_rows(
+                    conn, _SQLITE_INSERT_ENTRIES, {**tenant, "entries": json.dumps(entries)}
                 )
-            self._apply_balances(rows, new_rows, now)
-            self.session.flush()
-            status = EntryStatus.PENDING if pending else EntryStatus.POSTED
-            return self._new_result(entry, planned, status, expires_at=draft.expires_at)
+                if len(returned) != len(new):
+                    raise _Raced
+                pks = {entry_id: pk for pk, entry_id in returned}
+                self._insert_details(conn, [(pks[n.entry_id], n) for n in new], now)
+                self._update_balances(conn, balances, now)
+        except _Raced:
+            return False
+        return True
 
-        def on_conflict() -> EntryResult | None:
-            again = self._entry_row(draft.entry_id)
-            return None if again is None else self._replay(again, content, fingerprint)
+    def _write_new_pg(
+        self, conn: Connection, new: Sequence[_NewEntry], balances: Mapping[int, _Delta], now: datetime
+    ) -> bool:
+        """PostgreSQL: the same writes as one statement (``_PG_WRITE_NEW``). An entry that turns out
+        to exist writes nothing at all for a single entry (its postings, status row and the balance
+        rows are conditional on its insert), so a single ``post`` needs no SAVEPOINT: one statement
+        either happens entirely or fails entirely. A batch in which only some ids were new has
+        written those, so it is rolled back to its SAVEPOINT and planned again."""
+        entries: list[list[Any]] = []
+        postings: list[list[Any]] = []
+        pendings: list[list[Any]] = []
+        for n in new:
+            self._check_postings(n)
+            entries.append([n.entry_id, n.kind.value, n.description, n.metadata, n.fingerprint])
+            for acct, side, amount in n.planned:
+                postings.append([n.entry_id, acct.id, side.value, amount, acct.currency, n.pending])
+            if n.pending:
+                pendings.append([n.entry_id, _iso(n.expires_at)])
+        params = {
+            "tenant": self.tenant_id,
+            "now": self._db_time(conn, now),
+            "n": len(new),
+            # json.dumps of the metadata again inside the document: the column is JSON text.
+            "entries": json.dumps([[*e[:3], json.dumps(e[3]), e[4]] for e in entries]),
+            "postings": json.dumps(postings),
+            "pendings": json.dumps(pendings),
+            "balances": json.dumps(
+                [
+                    [account_id, b.debits_posted, b.credits_posted, b.debits_pending, b.credits_pending]
+                    for account_id, b in self._balance_rows(balances)
+                ]
+            ),
+        }
+        if len(new) == 1:
+            return len(self._driver_rows(conn, _PG_WRITE_NEW, params)) == 1
+        try:
+            with self._savepoint(conn):
+                if len(self._driver_rows(conn, _PG_WRITE_NEW, params)) != len(new):
+                    raise _Raced
+        except _Raced:
+            return False
+        return True
 
-        return self._write(write, on_conflict)
+    def _accounts_and_locks(
+        self, conn: Connection, codes: Sequence[str]
+    ) -> tuple[dict[str, _Acct], dict[int, _Delta]]:
+        """The known accounts among ``codes`` and the locked balances of the constrained ones, in one
+        statement (a lock only, once the accounts are cached)."""
+        by_code = self._cache().by_code
+        if all(code in by_code for code in codes):
+            accts = {code: by_code[code] for code in codes}
+            return accts, self._lock_balances(conn, [a.id for a in accts.values() if a.constrained])
+        params = {"tenant": self.tenant_id, "codes": json.dumps(list(codes))}
+        sql = _PG_ACCOUNTS_AND_LOCKS if self._pg else _SQLITE_ACCOUNTS_AND_BALANCES
+        balances: dict[int, _Delta] = {}
+        rows = self._driver_rows(conn, sql, params)
+        for account_id, code, currency, type_, constraint, dp, cp, dpend, cpend in rows:
+            acct = self._remember_values(account_id, code, currency, type_, constraint)
+            if acct.constrained:
+                _invariant(dp is not None, f"constrained account {acct.code} has no balance row")
+                balances[acct.id] = _Delta(dp, cp, dpend, cpend)
+        by_code = self._cache().by_code
+        return {code: by_code[code] for code in codes if code in by_code}, balances
+
+    def _entry_values(self, n: _NewEntry, now: datetime) -> dict[str, Any]:
+        return {
+            "tenant_id": self.tenant_id,
+            "entry_id": n.entry_id,
+            "kind": n.kind.value,
+            "description": n.description,
+            "entry_metadata": n.metadata,
+            "fingerprint": n.fingerprint,
+            "pending_entry_pk": n.pending_entry_pk,
+            "reverses_entry_pk": n.reverses_entry_pk,
+            "created_at": now,
+        }
+
+    def _insert_entry(self, conn: Connection, n: _NewEntry, now: datetime) -> int:
+        """Insert one entry (a unique-key clash raises IntegrityError) and its details."""
+        pk: int = conn.execute(_INSERT_ENTRY, self._entry_values(n, now)).scalar_one()
+        self._insert_details(conn, [(pk, n)], now)
+        return pk
+
+    @staticmethod
+    def _check_postings(n: _NewEntry) -> None:
+        """Last line of defence before a write (TigerBeetle-style assertions)."""
+        planned = n.planned
+        if not planned:
+            _invariant(
+                n.kind == EntryKind.VOID_PENDING, f"entry {n.entry_id} of kind {n.kind} has no postings"
+            )
+            return
+        _invariant(len(planned) >= 2, f"entry {n.entry_id} has fewer than two postings")
+        net: dict[str, int] = defaultdict(int)
+        for acct, side, amount in planned:
+            _invariant(
+                type(amount) is int and 0 < amount <= MAX_AMOUNT_MINOR,
+                f"entry {n.entry_id} has a non-positive or non-integer amount",
+            )
+            net[acct.currency] += amount if side is Side.DEBIT else -amount
+        _invariant(not any(net.values()), f"entry {n.entry_id} is unbalanced: {dict(net)}")
+
+    def _insert_details(
+        self, conn: Connection, written: Sequence[tuple[int, _NewEntry]], now: datetime
+    ) -> None:
+        """The postings and pending status rows of written entries (``(pk, entry)``)."""
+        postings: list[list[Any]] = []
+        status: list[list[Any]] = []
+        for pk, n in written:
+            self._check_postings(n)
+            for acct, side, amount in n.planned:
+                postings.append([pk, acct.id, side.value, amount, acct.currency, n.pending])
+            if n.pending:
+                status.append([pk, n.expires_at])
+        if self._pg:  # resolutions and reversals: a couple of rows
+            keys = ("entry_pk", "account_id", "side", "amount_minor", "currency", "pending")
+            if postings:
+                conn.execute(
+                    _INSERT_POSTINGS,
+                    [
+                        {"tenant_id": self.tenant_id, "created_at": now, **dict(zip(keys, p, strict=True))}
+                        for p in postings
+                    ],
+                )
+            if status:
+                conn.execute(
+                    _INSERT_STATUS,
+                    [
+                        {
+                            "tenant_id": self.tenant_id,
+                            "entry_pk": pk,
+                            "status": EntryStatus.PENDING.value,
+                            "expires_at": expires_at,
+                            "created_at": now,
+                        }
+                        for pk, expires_at in status
+                    ],
+                )
+            return
+        params = {"tenant": self.tenant_id, "now": self._db_time(conn, now)}
+        if postings:
+            self._driver_rows(conn, _SQLITE_INSERT_POSTINGS, {**params, "postings": json.dumps(postings)})
+        if status:
+            rows = [[pk, None if at is None else self._db_time(conn, at)] for pk, at in status]
+            self._driver_rows(conn, _SQLITE_INSERT_STATUS, {**params, "pendings": json.dumps(rows)})
 
     def _resolve(
         self,
@@ -883,8 +1595,9 @@ class Ledger:
         metadata: dict[str, Any] | None,
     ) -> EntryResult:
         now = self.clock.now()
-        existing = self._entry_row(resolution_id)
-        target = self._entry_row(pending_entry_id)
+        conn = self._conn()
+        rows = self._entry_rows(conn, [resolution_id, pending_entry_id])
+        existing, target = rows.get(resolution_id), rows.get(pending_entry_id)
         held = (
             self._postings_of([target.id])[target.id]
             if target is not None and target.kind == EntryKind.PENDING
@@ -906,21 +1619,19 @@ class Ledger:
         if target.kind != EntryKind.PENDING:
             raise NotPending(f"entry {pending_entry_id} is a {target.kind} entry, not a pending one")
 
-        status_row = self.session.scalars(
-            select(LedgerPending)
-            .where(LedgerPending.entry_pk == target.id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        ).one()
+        # Lock order: the status row first, then balance rows.
+        status_row = conn.execute(_LOCK_STATUS, {"tenant": self.tenant_id, "pk": target.id}).one()
         if status_row.status != EntryStatus.PENDING:
+            winner_id = None
             if status_row.resolution_entry_pk is not None:
-                winner = self.session.get(LedgerEntry, status_row.resolution_entry_pk)
-                if winner is not None and winner.entry_id == resolution_id:  # raced with our own retry
-                    return self._replay(winner, content, fingerprint)
-            by = ""
-            if status_row.resolution_entry_pk is not None:
-                winner = self.session.get(LedgerEntry, status_row.resolution_entry_pk)
-                by = f" by entry {winner.entry_id}" if winner is not None else ""
+                winner_id = self._entry_ids_of([status_row.resolution_entry_pk]).get(
+                    status_row.resolution_entry_pk
+                )
+            if winner_id == resolution_id:  # raced with our own retry
+                winner = self._entry_row(resolution_id)
+                assert winner is not None
+                return self._replay(winner, content, fingerprint)
+            by = f" by entry {winner_id}" if winner_id is not None else ""
             raise PendingAlreadyResolved(
                 f"pending entry {pending_entry_id} was already {status_row.status}{by}; "
                 f"a pending entry resolves at most once"
@@ -946,25 +1657,40 @@ class Ledger:
             planned = [
                 (acct, side, amount if amount_minor is None else amount_minor) for acct, side, amount in held
             ]
-            self._check_balanced(resolution_id, planned)
-        deltas = self._deltas(planned, pending=False)
+            _check_balanced(resolution_id, planned)
+        deltas = _deltas(planned, pending=False)
         for acct, side, amount in held:
-            deltas[acct.id].add(side, -amount, pending=True)
+            if acct.constrained:
+                deltas[acct.id].add(side, -amount, pending=True)
+        new = _NewEntry(
+            0,
+            resolution_id,
+            kind,
+            description,
+            metadata,
+            fingerprint,
+            planned,
+            False,
+            None,
+            pending_entry_pk=target.id,
+        )
+        resolved = EntryStatus.POSTED if kind == EntryKind.POST_PENDING else EntryStatus.VOIDED
 
         def write() -> EntryResult:
-            locked = self._lock_balances(deltas)
-            new_rows = self._checked_balances(locked, deltas)
-            entry = self._insert_entry(
-                resolution_id, kind, description, metadata, fingerprint, now, pending_entry_pk=target.id
+            new_rows = self._checked_balances(self._lock_balances(conn, deltas), deltas)
+            pk = self._insert_entry(conn, new, now)
+            conn.execute(
+                update(_S)
+                .where(_tenant(_S), _S.c.entry_pk == bindparam("pk"))
+                .values(
+                    status=resolved.value,
+                    resolved_at=bindparam("now", type_=_S.c.resolved_at.type),
+                    resolution_entry_pk=bindparam("resolution"),
+                ),
+                {"tenant": self.tenant_id, "pk": target.id, "now": now, "resolution": pk},
             )
-            self._insert_postings(entry, planned, pending=False, now=now)
-            status_row.status = EntryStatus.POSTED if kind == EntryKind.POST_PENDING else EntryStatus.VOIDED
-            status_row.resolved_at = now
-            status_row.resolution_entry_pk = entry.id
-            self._apply_balances(locked, new_rows, now)
-            self.session.flush()
-            status = EntryStatus.POSTED if kind == EntryKind.POST_PENDING else EntryStatus.VOIDED
-            return self._new_result(entry, planned, status, pending_entry_id=pending_entry_id)
+            self._update_balances(conn, new_rows, now)
+            return self._new_result(new, now, resolved, pending_entry_id=pending_entry_id)
 
         def on_conflict() -> EntryResult | None:
             again = self._entry_row(resolution_id)
@@ -974,94 +1700,67 @@ class Ledger:
 
         return self._write(write, on_conflict)
 
-    def _check_balanced(self, entry_id: str, planned: Sequence[_PlannedPosting]) -> None:
-        totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-        for acct, side, amount in planned:
-            totals[acct.currency][0 if side is Side.DEBIT else 1] += amount
-        for currency, (debits, credits) in sorted(totals.items()):
-            if debits != credits:
-                raise UnbalancedEntry(
-                    f"entry {entry_id} is unbalanced in {currency}: debits {debits}, credits {credits} "
-                    f"({currency} minor units); debits and credits must be equal per currency"
-                )
+    # --- balance rows ----------------------------------------------------------------------------
 
-    @staticmethod
-    def _deltas(planned: Iterable[_PlannedPosting], *, pending: bool) -> defaultdict[int, _Delta]:
-        deltas: defaultdict[int, _Delta] = defaultdict(_Delta)
-        for acct, side, amount in planned:
-            deltas[acct.id].add(side, amount, pending=pending)
-        return deltas
-
-    def _lock_balances(self, account_ids: Iterable[int]) -> dict[int, LedgerBalance]:
+    def _lock_balances(self, conn: Connection, account_ids: Iterable[int]) -> dict[int, _Delta]:
         """``SELECT ... FOR NO KEY UPDATE`` of the balance rows of the constrained accounts among
-        ``account_ids``, in ascending id order (the global lock order)."""
+        ``account_ids``, in ascending id order (the global lock order), in one statement."""
         ids = sorted({i for i in account_ids if self._account_by_id(i).constrained})
         if not ids:
             return {}
-        rows = self.session.scalars(
-            select(LedgerBalance)
-            .where(LedgerBalance.account_id.in_(ids))
-            .order_by(LedgerBalance.account_id)
-            .with_for_update(key_share=True)
-            .execution_options(populate_existing=True)
-        ).all()
-        found = {row.account_id: row for row in rows}
+        sql = _PG_LOCK_BALANCES if self._pg else _SQLITE_LOCK_BALANCES
+        rows = self._driver_rows(conn, sql, {"tenant": self.tenant_id, "ids": json.dumps(ids)})
+        found = {account_id: _Delta(dp, cp, dpend, cpend) for account_id, dp, cp, dpend, cpend in rows}
         _invariant(
-            set(found) == set(ids),
+            len(found) == len(ids),
             f"constrained accounts {sorted(set(ids) - set(found))} have no balance row",
         )
         return found
 
+    def _read_balances(self, conn: Connection, stmt: Any, ids: Sequence[int]) -> dict[int, _Delta]:
+        rows = conn.execute(stmt, {"tenant": self.tenant_id, "ids": list(ids)})
+        return {account_id: _Delta(dp, cp, dpend, cpend) for account_id, dp, cp, dpend, cpend in rows}
+
     def _checked_balances(
-        self, locked: Mapping[int, LedgerBalance], deltas: Mapping[int, _Delta]
+        self, balances: Mapping[int, _Delta], deltas: Mapping[int, _Delta]
     ) -> dict[int, _Delta]:
-        """New balances of the locked constrained accounts after ``deltas``; raises
-        :class:`InsufficientFunds` if one would pass its limit. Writes nothing."""
+        """New balances of the (locked) constrained accounts after ``deltas``; raises
+        :class:`InsufficientFunds` for the first one (by id) that would pass its limit."""
         new_rows: dict[int, _Delta] = {}
+        by_id = self._cache().by_id
         for account_id in sorted(deltas):
-            acct = self._account_by_id(account_id)
+            acct = by_id.get(account_id) or self._account_by_id(account_id)
             if not acct.constrained:
                 continue
-            row = locked.get(account_id)
+            old = balances.get(account_id)
             _invariant(
-                row is not None, f"account {acct.code} is constrained but its balance row is not locked"
+                old is not None, f"account {acct.code} is constrained but its balance row is not locked"
             )
-            assert row is not None
-            d = deltas[account_id]
-            old = _Delta(
-                row.debits_posted_minor,
-                row.credits_posted_minor,
-                row.debits_pending_minor,
-                row.credits_pending_minor,
-            )
-            new = _Delta(
-                old.debits_posted + d.debits_posted,
-                old.credits_posted + d.credits_posted,
-                old.debits_pending + d.debits_pending,
-                old.credits_pending + d.credits_pending,
-            )
-            if acct.constraint is BalanceConstraint.DEBITS_MUST_NOT_EXCEED_CREDITS:
-                available = old.credits_posted - old.debits_posted - old.debits_pending
-                needed = (d.debits_posted + d.debits_pending) - d.credits_posted
-            else:
-                available = old.debits_posted - old.credits_posted - old.credits_pending
-                needed = (d.credits_posted + d.credits_pending) - d.debits_posted
-            if needed > 0 and needed > available:
-                raise InsufficientFunds(
-                    acct.code,
-                    available_minor=available,
-                    needed_minor=needed,
-                    currency=acct.currency,
-                    constraint=str(acct.constraint),
-                )
-            new_rows[account_id] = new
+            assert old is not None
+            new_rows[account_id] = _limit_check(acct, old, deltas[account_id])
         return new_rows
 
-    def _apply_balances(
-        self, locked: Mapping[int, LedgerBalance], new_rows: Mapping[int, _Delta], now: datetime
-    ) -> None:
-        for account_id, new in new_rows.items():
-            acct = self._account_by_id(account_id)
+    def _update_balances(self, conn: Connection, new_rows: Mapping[int, _Delta], now: datetime) -> None:
+        """Write the new values of locked balance rows, in one statement."""
+        rows = [
+            [account_id, new.debits_posted, new.credits_posted, new.debits_pending, new.credits_pending]
+            for account_id, new in self._balance_rows(new_rows)
+        ]
+        if not rows:
+            return
+        params = {"tenant": self.tenant_id, "now": self._db_time(conn, now), "balances": json.dumps(rows)}
+        if self._pg:
+            updated = self._driver_rows(conn, _PG_UPDATE_BALANCES, params)
+        else:
+            updated = self._driver_rows(conn, _SQLITE_UPDATE_BALANCES, params)
+        _invariant(len(updated) == len(rows), f"updated {len(updated)} balance rows of {len(rows)}")
+
+    def _balance_rows(self, new_rows: Mapping[int, _Delta]) -> list[tuple[int, _Delta]]:
+        """The new balance rows, in id order, each asserted within its limit before it is written."""
+        rows = sorted(new_rows.items())
+        by_id = self._cache().by_id
+        for account_id, new in rows:
+            acct = by_id.get(account_id) or self._account_by_id(account_id)
             _invariant(
                 min(new.debits_posted, new.credits_posted, new.debits_pending, new.credits_pending) >= 0,
                 f"balance of {acct.code} would go negative: {new}",
@@ -1071,75 +1770,13 @@ class Ledger:
             else:
                 within = new.credits_posted + new.credits_pending <= new.debits_posted
             _invariant(within, f"account {acct.code} would pass its limit {acct.constraint}: {new}")
-            row = locked[account_id]
-            row.debits_posted_minor = new.debits_posted
-            row.credits_posted_minor = new.credits_posted
-            row.debits_pending_minor = new.debits_pending
-            row.credits_pending_minor = new.credits_pending
-            row.updated_at = now
-
-    def _insert_entry(
-        self,
-        entry_id: str,
-        kind: EntryKind,
-        description: str,
-        metadata: dict[str, Any] | None,
-        fingerprint: str,
-        now: datetime,
-        *,
-        pending_entry_pk: int | None = None,
-        reverses_entry_pk: int | None = None,
-    ) -> LedgerEntry:
-        entry = LedgerEntry(
-            entry_id=entry_id,
-            kind=kind,
-            description=description,
-            entry_metadata=metadata,
-            fingerprint=fingerprint,
-            pending_entry_pk=pending_entry_pk,
-            reverses_entry_pk=reverses_entry_pk,
-            created_at=now,
-        )
-        self.session.add(entry)
-        self.session.flush()  # the entry's id, and the unique (tenant, entry_id) check, now
-        return entry
-
-    def _insert_postings(
-        self, entry: LedgerEntry, planned: Sequence[_PlannedPosting], *, pending: bool, now: datetime
-    ) -> None:
-        if not planned:
-            _invariant(
-                entry.kind == EntryKind.VOID_PENDING,
-                f"entry {entry.entry_id} of kind {entry.kind} has no postings",
-            )
-            return
-        _invariant(len(planned) >= 2, f"entry {entry.entry_id} has fewer than two postings")
-        _invariant(
-            all(type(amount) is int and 0 < amount <= MAX_AMOUNT_MINOR for _, _, amount in planned),
-            f"entry {entry.entry_id} has a non-positive or non-integer amount",
-        )
-        net: dict[str, int] = defaultdict(int)
-        for acct, side, amount in planned:
-            net[acct.currency] += amount if side is Side.DEBIT else -amount
-        _invariant(all(v == 0 for v in net.values()), f"entry {entry.entry_id} is unbalanced: {dict(net)}")
-        self.session.add_all(
-            LedgerPosting(
-                entry_pk=entry.id,
-                account_id=acct.id,
-                side=side,
-                amount_minor=amount,
-                currency=acct.currency,
-                pending=pending,
-                created_at=now,
-            )
-            for acct, side, amount in planned
-        )
+        return rows
 
     def _write(self, write: Callable[[], T], on_conflict: Callable[[], T | None]) -> T:
         """Run ``write`` in a SAVEPOINT. A unique-key race (PostgreSQL) rolls back the savepoint and
         asks ``on_conflict`` to answer as a retry would; anything else propagates."""
         try:
-            with self.session.begin_nested():
+            with self._savepoint():
                 return write()
         except IntegrityError:
             answer = on_conflict()
@@ -1149,47 +1786,45 @@ class Ledger:
 
     # --- idempotency -----------------------------------------------------------------------------
 
-    def _replay(self, row: LedgerEntry, content: Mapping[str, Any], fingerprint: str) -> EntryResult:
-        if row.fingerprint != fingerprint:
-            _first_difference(row.entry_id, self._stored_content(row), content)
+    def _replay(self, row: Any, content: Mapping[str, Any], fingerprint: str) -> EntryResult:
+        self._check_replay(row, content, fingerprint)
         return self._stored_result(row, created=False)
 
-    def _stored_content(self, row: LedgerEntry) -> dict[str, Any]:
+    def _stored_content(self, row: Any) -> dict[str, Any]:
         """The canonical content of a stored entry, rebuilt from its rows."""
         kind = EntryKind(row.kind)
         if kind == EntryKind.REVERSAL:
-            original = self.session.get(LedgerEntry, row.reverses_entry_pk)
+            names = self._entry_ids_of([row.reverses_entry_pk])
             return {
                 "kind": str(kind),
-                "reverses_entry_id": original.entry_id if original else None,
+                "reverses_entry_id": names.get(row.reverses_entry_pk),
                 "reason": row.description,
             }
         content: dict[str, Any] = {"kind": str(kind)}
         if kind in (EntryKind.STANDARD, EntryKind.PENDING):
             postings = self._postings_of([row.id]).get(row.id, [])
             content["postings"] = _postings_content((a.code, s, n) for a, s, n in postings)
-            status_row = self.session.get(LedgerPending, row.id) if kind == EntryKind.PENDING else None
+            status_row = self._status_rows([row.id]).get(row.id) if kind == EntryKind.PENDING else None
             content["expires_at"] = _iso(status_row.expires_at) if status_row else None
         else:
-            target = self.session.get(LedgerEntry, row.pending_entry_pk)
-            content["pending_entry_id"] = target.entry_id if target else None
+            names = self._entry_ids_of([row.pending_entry_pk])
+            content["pending_entry_id"] = names.get(row.pending_entry_pk)
             if kind == EntryKind.POST_PENDING:
-                held = (
-                    self._postings_of([row.pending_entry_pk]).get(row.pending_entry_pk, []) if target else []
-                )
-                posted = self._postings_of([row.id]).get(row.id, [])
+                by_entry = self._postings_of([row.pending_entry_pk, row.id])
+                held = by_entry.get(row.pending_entry_pk, [])
+                posted = by_entry.get(row.id, [])
                 content["amount_minor"] = posted[0][2] if len(held) == 2 else None
         content["description"] = row.description
         content["metadata"] = row.entry_metadata
         return content
 
-    def _check_not_reversed(self, original: LedgerEntry) -> None:
-        by = self.session.scalars(
-            select(LedgerEntry).where(LedgerEntry.reverses_entry_pk == original.id)
-        ).first()
+    def _check_not_reversed(self, conn: Connection, original: Any) -> None:
+        by = (
+            conn.execute(_SELECT_REVERSAL_OF, {"tenant": self.tenant_id, "pk": original.id}).scalars().first()
+        )
         if by is not None:
             raise AlreadyReversed(
-                f"entry {original.entry_id} was already reversed by entry {by.entry_id}; "
+                f"entry {original.entry_id} was already reversed by entry {by}; "
                 f"an entry is reversed at most once"
             )
 
@@ -1197,8 +1832,8 @@ class Ledger:
 
     @staticmethod
     def _new_result(
-        entry: LedgerEntry,
-        planned: Sequence[_PlannedPosting],
+        entry: _NewEntry,
+        now: datetime,
         status: EntryStatus,
         *,
         expires_at: datetime | None = None,
@@ -1208,71 +1843,174 @@ class Ledger:
         return EntryResult(
             entry_id=entry.entry_id,
             created=True,
-            kind=EntryKind(entry.kind),
+            kind=entry.kind,
             status=status,
-            postings=tuple(PostingResult(a.code, s, n, a.currency) for a, s, n in planned),
-            created_at=entry.created_at,
+            postings=tuple(PostingResult(a.code, s, n, a.currency) for a, s, n in entry.planned),
+            created_at=now,
             description=entry.description,
-            metadata=copy.deepcopy(entry.entry_metadata),
+            metadata=copy.deepcopy(entry.metadata) if entry.metadata else entry.metadata,
             expires_at=expires_at,
             pending_entry_id=pending_entry_id,
             reverses_entry_id=reverses_entry_id,
         )
 
-    def _stored_result(self, row: LedgerEntry, *, created: bool) -> EntryResult:
-        kind = EntryKind(row.kind)
-        postings = self._postings_of([row.id]).get(row.id, [])
-        status = EntryStatus.VOIDED if kind == EntryKind.VOID_PENDING else EntryStatus.POSTED
-        expires_at = resolved_at = None
-        resolution_entry_id = pending_entry_id = reverses_entry_id = None
-        if kind == EntryKind.PENDING:
-            status_row = self.session.get(LedgerPending, row.id)
-            _invariant(status_row is not None, f"pending entry {row.entry_id} has no status row")
-            assert status_row is not None
-            status = EntryStatus(status_row.status)
-            expires_at, resolved_at = status_row.expires_at, status_row.resolved_at
-            if status_row.resolution_entry_pk is not None:
-                resolution = self.session.get(LedgerEntry, status_row.resolution_entry_pk)
-                resolution_entry_id = resolution.entry_id if resolution else None
-        if row.pending_entry_pk is not None:
-            target = self.session.get(LedgerEntry, row.pending_entry_pk)
-            pending_entry_id = target.entry_id if target else None
-        if row.reverses_entry_pk is not None:
-            original = self.session.get(LedgerEntry, row.reverses_entry_pk)
-            reverses_entry_id = original.entry_id if original else None
-        return EntryResult(
-            entry_id=row.entry_id,
-            created=created,
-            kind=kind,
-            status=status,
-            postings=tuple(PostingResult(a.code, s, n, a.currency) for a, s, n in postings),
-            created_at=row.created_at,
-            description=row.description,
-            metadata=copy.deepcopy(row.entry_metadata),
-            expires_at=expires_at,
-            resolved_at=resolved_at,
-            resolution_entry_id=resolution_entry_id,
-            pending_entry_id=pending_entry_id,
-            reverses_entry_id=reverses_entry_id,
-        )
+    def _stored_result(self, row: Any, *, created: bool) -> EntryResult:
+        return self._stored_results([row], created=created)[row.id]
+
+    def _stored_results(self, rows: Sequence[Any], *, created: bool) -> dict[int, EntryResult]:
+        """Results of stored entries, with their postings, status rows and references loaded in
+        one statement each."""
+        postings = self._postings_of([row.id for row in rows])
+        status_rows = self._status_rows([row.id for row in rows if row.kind == EntryKind.PENDING])
+        refs = {row.pending_entry_pk for row in rows} | {row.reverses_entry_pk for row in rows}
+        refs |= {s.resolution_entry_pk for s in status_rows.values()}
+        refs.discard(None)
+        names = self._entry_ids_of(refs) if refs else {}
+        results: dict[int, EntryResult] = {}
+        for row in rows:
+            kind = EntryKind(row.kind)
+            status = EntryStatus.VOIDED if kind == EntryKind.VOID_PENDING else EntryStatus.POSTED
+            expires_at = resolved_at = resolution_entry_id = None
+            if kind == EntryKind.PENDING:
+                status_row = status_rows.get(row.id)
+                _invariant(status_row is not None, f"pending entry {row.entry_id} has no status row")
+                assert status_row is not None
+                status = EntryStatus(status_row.status)
+                expires_at, resolved_at = status_row.expires_at, status_row.resolved_at
+                resolution_entry_id = names.get(status_row.resolution_entry_pk)
+            results[row.id] = EntryResult(
+                entry_id=row.entry_id,
+                created=created,
+                kind=kind,
+                status=status,
+                postings=tuple(
+                    PostingResult(a.code, s, n, a.currency) for a, s, n in postings.get(row.id, [])
+                ),
+                created_at=row.created_at,
+                description=row.description,
+                metadata=copy.deepcopy(row.entry_metadata),
+                expires_at=expires_at,
+                resolved_at=resolved_at,
+                resolution_entry_id=resolution_entry_id,
+                pending_entry_id=names.get(row.pending_entry_pk),
+                reverses_entry_id=names.get(row.reverses_entry_pk),
+            )
+        return results
 
     # --- reads -----------------------------------------------------------------------------------
 
-    def _entry_row(self, entry_id: str) -> LedgerEntry | None:
-        return self.session.scalars(select(LedgerEntry).where(LedgerEntry.entry_id == entry_id)).first()
+    @contextmanager
+    def _savepoint(self, conn: Connection | None = None) -> Iterator[Connection]:
+        """A SAVEPOINT around writes: rolled back (and the exception re-raised) on any error.
+
+        Taken on the driver connection, not with ``Session.begin_nested`` (77 us of CPU against
+        1.5 us on SQLite here): the ledger's statements are Core on the connection and leave no
+        ORM state for the session to snapshot, and the savepoint never outlives this call."""
+        conn = conn or self._conn()
+        self._driver_rows(conn, "SAVEPOINT sceneos_ledger")
+        try:
+            yield conn
+        except BaseException:
+            try:
+                self._driver_rows(conn, "ROLLBACK TO SAVEPOINT sceneos_ledger")
+                self._driver_rows(conn, "RELEASE SAVEPOINT sceneos_ledger")
+            except DBAPIError:  # the connection is gone: the original error says why
+                pass
+            raise
+        self._driver_rows(conn, "RELEASE SAVEPOINT sceneos_ledger")
+
+    @staticmethod
+    def _driver_rows(
+        conn: Connection, sql: str, params: Mapping[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Run a hot-path statement on the connection's DBAPI cursor (psycopg: prepared
+        server-side; sqlite3: from its statement cache), in the connection's transaction; errors
+        come out as SQLAlchemy's (``IntegrityError``...). This skips SQLAlchemy's statement and
+        result layers, and its logging and events: on this machine 70-90% of the client's CPU per
+        statement (sqlite3: ~2 us instead of ~18 us for a trivial one)."""
+        dbapi = conn.dialect.loaded_dbapi
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            if conn.dialect.name != "postgresql":
+                cursor.execute(sql, params or ())
+                return cursor.fetchall()
+            cursor.execute(sql, params, prepare=params is not None)  # not SAVEPOINT & co
+            return cursor.fetchall() if cursor.description is not None else []
+        except dbapi.Error as exc:
+            raise DBAPIError.instance(
+                sql, dict(params or {}), exc, dbapi.Error, dialect=conn.dialect
+            ) from exc
+        finally:
+            cursor.close()
+
+    @staticmethod
+    def _db_time(conn: Connection, instant: datetime) -> Any:
+        """An aware instant as driver SQL takes it: what ``UTCDateTime`` would bind (UTC; on SQLite
+        SQLAlchemy's text storage format, which its reads parse back)."""
+        if conn.dialect.name == "postgresql":
+            return instant.astimezone(UTC)
+        processor = _DB_TIME.get(conn.dialect.name)
+        if processor is None:
+            processor = _DB_TIME[conn.dialect.name] = _E.c.created_at.type.dialect_impl(
+                conn.dialect
+            ).bind_processor(conn.dialect)
+        return processor(instant.astimezone(UTC))
+
+    def _note_failure(self, exc: DBAPIError) -> None:
+        try:
+            driver = self.session.connection().connection.driver_connection
+        except Exception:  # the connection is gone: nothing of the transaction can commit anyway
+            return
+        status = getattr(getattr(driver, "info", None), "transaction_status", None)
+        if status is not None and status.name == "INERROR":
+            self.session.info[_FAILED_KEY] = f"{type(exc.orig).__name__}: {str(exc.orig).strip()[:200]}"
+
+    def _conn(self) -> Connection:
+        """The session's connection (in its transaction). Core statements on it bypass the ORM
+        tenant guard: every statement in this module sets or filters ``tenant_id`` itself."""
+        return self.session.connection()
+
+    def _entry_row(self, entry_id: str) -> Any | None:
+        return self._entry_rows(self._conn(), [entry_id]).get(entry_id)
+
+    def _existing_entries(self, conn: Connection, entry_ids: Sequence[str]) -> dict[str, Any]:
+        """The stored rows of those of ``entry_ids`` that exist: first which ids exist, on the
+        driver cursor (the common case in a batch: none), then their rows through SQLAlchemy."""
+        ids = json.dumps(list(dict.fromkeys(entry_ids)))
+        sql = _PG_EXISTING_IDS if self._pg else _SQLITE_EXISTING_IDS
+        found = [
+            entry_id for (entry_id,) in self._driver_rows(conn, sql, {"tenant": self.tenant_id, "ids": ids})
+        ]
+        return self._entry_rows(conn, found) if found else {}
+
+    def _entry_rows(self, conn: Connection, entry_ids: Sequence[str]) -> dict[str, Any]:
+        ids = list(dict.fromkeys(entry_ids))
+        if self._pg:
+            rows = conn.execute(_PG_SELECT_ENTRIES, {"tenant": self.tenant_id, "ids": json.dumps(ids)})
+        else:
+            rows = conn.execute(_SELECT_ENTRIES, {"tenant": self.tenant_id, "ids": ids})
+        return {row.entry_id: row for row in rows}
+
+    def _entry_ids_of(self, pks: Iterable[int]) -> dict[int, str]:
+        rows = self._conn().execute(_SELECT_ENTRY_IDS, {"tenant": self.tenant_id, "pks": list(pks)})
+        return {pk: entry_id for pk, entry_id in rows}
+
+    def _status_rows(self, pks: Sequence[int]) -> dict[int, Any]:
+        if not pks:
+            return {}
+        rows = self._conn().execute(_SELECT_STATUS, {"tenant": self.tenant_id, "pks": list(pks)})
+        return {row.entry_pk: row for row in rows}
 
     def _postings_of(self, entry_pks: Sequence[int]) -> dict[int, list[_PlannedPosting]]:
-        rows = self.session.execute(
-            select(
-                LedgerPosting.entry_pk,
-                LedgerPosting.account_id,
-                LedgerPosting.side,
-                LedgerPosting.amount_minor,
-            )
-            .where(LedgerPosting.entry_pk.in_(entry_pks))
-            .order_by(LedgerPosting.id)
-        ).all()
         out: dict[int, list[_PlannedPosting]] = defaultdict(list)
+        if not entry_pks:
+            return out
+        rows = (
+            self._conn().execute(_SELECT_POSTINGS, {"tenant": self.tenant_id, "pks": list(entry_pks)}).all()
+        )
+        missing = {account_id for _, account_id, _, _ in rows} - set(self._cache().by_id)
+        if missing:
+            self._load_accounts(_SELECT_ACCOUNTS_BY_ID, {"ids": sorted(missing)})
         for entry_pk, account_id, side, amount in rows:
             out[entry_pk].append((self._account_by_id(account_id), Side(side), int(amount)))
         return out
@@ -1280,28 +2018,30 @@ class Ledger:
     def _derived(self, account_ids: Sequence[int], as_of: datetime | None) -> dict[int, _Delta]:
         """Sums of postings per account: posted ones, and pending ones whose entry is (or, as of an
         instant, was then) still pending."""
+        ids = bindparam("ids", expanding=True)
         posted: Select[Any] = (
-            select(LedgerPosting.account_id, LedgerPosting.side, func.sum(LedgerPosting.amount_minor))
-            .where(LedgerPosting.account_id.in_(account_ids), LedgerPosting.pending.is_(False))
-            .group_by(LedgerPosting.account_id, LedgerPosting.side)
+            select(_P.c.account_id, _P.c.side, func.sum(_P.c.amount_minor))
+            .where(_tenant(_P), _P.c.account_id.in_(ids), _P.c.pending.is_(False))
+            .group_by(_P.c.account_id, _P.c.side)
         )
         held: Select[Any] = (
-            select(LedgerPosting.account_id, LedgerPosting.side, func.sum(LedgerPosting.amount_minor))
-            .join(LedgerPending, LedgerPending.entry_pk == LedgerPosting.entry_pk)
-            .where(LedgerPosting.account_id.in_(account_ids), LedgerPosting.pending.is_(True))
-            .group_by(LedgerPosting.account_id, LedgerPosting.side)
+            select(_P.c.account_id, _P.c.side, func.sum(_P.c.amount_minor))
+            .join(_S, and_(_S.c.entry_pk == _P.c.entry_pk, _S.c.tenant_id == _P.c.tenant_id))
+            .where(_tenant(_P), _P.c.account_id.in_(ids), _P.c.pending.is_(True))
+            .group_by(_P.c.account_id, _P.c.side)
         )
+        params: dict[str, Any] = {"tenant": self.tenant_id, "ids": list(account_ids)}
         if as_of is None:
-            held = held.where(LedgerPending.status == EntryStatus.PENDING)
+            held = held.where(_S.c.status == EntryStatus.PENDING.value)
         else:
-            posted = posted.where(LedgerPosting.created_at <= as_of)
-            held = held.where(
-                LedgerPosting.created_at <= as_of,
-                or_(LedgerPending.resolved_at.is_(None), LedgerPending.resolved_at > as_of),
-            )
+            at = bindparam("as_of", type_=_P.c.created_at.type)
+            posted = posted.where(_P.c.created_at <= at)
+            held = held.where(_P.c.created_at <= at, or_(_S.c.resolved_at.is_(None), _S.c.resolved_at > at))
+            params["as_of"] = as_of
         out: dict[int, _Delta] = defaultdict(_Delta)
+        conn = self._conn()
         for stmt, is_pending in ((posted, False), (held, True)):
-            for account_id, side, total in self.session.execute(stmt):
+            for account_id, side, total in conn.execute(stmt, params):
                 out[account_id].add(Side(side), _int(total), pending=is_pending)
         return out
 
@@ -1341,7 +2081,7 @@ class Ledger:
             "balance_constraint": pick(BalanceConstraint, constraint, "constraint"),
         }
 
-    def _same_account(self, row: LedgerAccount, wanted: Mapping[str, Any]) -> Account:
+    def _same_account(self, row: Any, wanted: Mapping[str, Any]) -> Account:
         for column, name in (
             ("currency", "currency"),
             ("type", "type"),
@@ -1356,11 +2096,18 @@ class Ledger:
         self._remember(row)
         return self._account(row)
 
-    def _account_row(self, code: str) -> LedgerAccount | None:
-        return self.session.scalars(select(LedgerAccount).where(LedgerAccount.code == code)).first()
+    def _account_row(self, code: str) -> Any | None:
+        return (
+            self._conn()
+            .execute(
+                _SELECT_ACCOUNT_ROWS.where(_A.c.code == bindparam("code")),
+                {"tenant": self.tenant_id, "code": code},
+            )
+            .first()
+        )
 
     @staticmethod
-    def _account(row: LedgerAccount) -> Account:
+    def _account(row: Any) -> Account:
         return Account(
             code=row.code,
             currency=row.currency,
@@ -1371,35 +2118,54 @@ class Ledger:
             created_at=row.created_at,
         )
 
-    def _remember(self, row: LedgerAccount) -> _Acct:
-        acct = _Acct(
-            row.id, row.code, row.currency, AccountType(row.type), BalanceConstraint(row.balance_constraint)
-        )
-        self._by_code[acct.code] = acct
-        self._by_id[acct.id] = acct
+    def _cache(self) -> _AccountCache:
+        transaction = self.session.get_transaction()
+        cache: _AccountCache | None = self.session.info.get(_CACHE_KEY)
+        if cache is None or cache.transaction is not transaction:
+            cache = self.session.info[_CACHE_KEY] = _AccountCache(transaction)
+        return cache
+
+    def _remember(self, row: Any) -> _Acct:
+        return self._remember_values(row.id, row.code, row.currency, row.type, row.balance_constraint)
+
+    def _remember_values(
+        self, account_id: int, code: str, currency: str, type_: str, constraint: str
+    ) -> _Acct:
+        acct = _Acct(account_id, code, currency, AccountType(type_), BalanceConstraint(constraint))
+        cache = self._cache()
+        cache.by_code[acct.code] = acct
+        cache.by_id[acct.id] = acct
         return acct
 
+    def _load_accounts(self, stmt: Any, params: dict[str, Any]) -> None:
+        for row in self._conn().execute(stmt, {"tenant": self.tenant_id, **params}):
+            self._remember(row)
+
     def _accounts(self, codes: Iterable[str], *, strict: bool) -> dict[str, _Acct]:
-        """Accounts by code (cached: accounts never change). ``strict`` raises UnknownAccount for
-        the first unknown code, in the order given."""
+        """Accounts by code (cached for the transaction: accounts never change). ``strict`` raises
+        UnknownAccount for the first unknown code, in the order given."""
         codes = list(dict.fromkeys(codes))
-        missing = [c for c in codes if c not in self._by_code]
+        by_code = self._cache().by_code
+        missing = [c for c in codes if c not in by_code]
         if missing:
-            for row in self.session.scalars(select(LedgerAccount).where(LedgerAccount.code.in_(missing))):
-                self._remember(row)
+            if self._pg:
+                self._load_accounts(_PG_SELECT_ACCOUNTS, {"codes": json.dumps(missing)})
+            else:
+                self._load_accounts(_SELECT_ACCOUNTS, {"codes": missing})
+            by_code = self._cache().by_code
         if strict:
             for code in codes:
-                if code not in self._by_code:
+                if code not in by_code:
                     raise UnknownAccount(code)
-        return {c: self._by_code[c] for c in codes if c in self._by_code}
+        return {c: by_code[c] for c in codes if c in by_code}
 
     def _account_by_id(self, account_id: int) -> _Acct:
-        acct = self._by_id.get(account_id)
+        acct = self._cache().by_id.get(account_id)
         if acct is None:
-            row = self.session.get(LedgerAccount, account_id)
-            _invariant(row is not None, f"account id {account_id} not found in this tenant")
-            assert row is not None
-            acct = self._remember(row)
+            self._load_accounts(_SELECT_ACCOUNTS_BY_ID, {"ids": [account_id]})
+            acct = self._cache().by_id.get(account_id)
+            _invariant(acct is not None, f"account id {account_id} not found in this tenant")
+            assert acct is not None
         return acct
 
 

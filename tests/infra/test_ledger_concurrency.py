@@ -122,3 +122,124 @@ def test_many_processes_never_overdraw_and_lose_nothing(ledger_postgres_url):
             ledger.get_entry(entry_id)
     engine.dispose()
     assert elapsed < 60, f"took {elapsed:.1f}s"
+
+
+BATCH_ROUNDS = 14
+BATCH_SIZE = 6
+
+
+def _shared_payment(round_: int, j: int) -> EntryDraft:
+    """A payment every worker posts with the same id and content: exactly one may create it."""
+    amount = 300 + 7 * j
+    return EntryDraft(
+        f"shared-{round_}-{j}",
+        [
+            Posting.debit("cust:hot", amount),
+            Posting.credit("merchant:1", amount - 3),
+            Posting.credit("bank:income", 3),
+        ],
+    )
+
+
+def _batch_worker(url: str, tenant: str, worker: int, start: Any) -> dict[str, Any]:
+    """One process: ``post_batch`` of payments from the shared wallet (some with ids that every
+    worker posts too), transfers between the two wallets in both directions in the same batch
+    (two balance rows locked in one sorted statement), and fees on the unconstrained accounts."""
+    engine = create_db_engine(url, pool_size=1)
+    factory = make_session_factory(engine)
+    clock = SystemClock()
+    created: list[tuple[str, str, int]] = []  # (kind, entry id, amount), as this worker created them
+    refused = 0
+    start.wait(timeout=60)
+    try:
+        for r in range(BATCH_ROUNDS):
+            src, dst = ("cust:hot", "cust:other") if (worker + r) % 2 else ("cust:other", "cust:hot")
+            drafts = [
+                _shared_payment(r, worker % 3),
+                EntryDraft(
+                    f"b{worker}-{r}-pay", [Posting.debit("cust:hot", 700), Posting.credit("merchant:1", 700)]
+                ),
+                EntryDraft(f"b{worker}-{r}-move", [Posting.debit(src, 200), Posting.credit(dst, 200)]),
+                EntryDraft(
+                    f"b{worker}-{r}-fee",
+                    [Posting.debit("bank:settlement", 1), Posting.credit("bank:income", 1)],
+                ),
+                _shared_payment(r, (worker + 1) % 3),
+                EntryDraft(f"b{worker}-{r}-back", [Posting.debit(dst, 100), Posting.credit(src, 100)]),
+            ]
+            assert len(drafts) == BATCH_SIZE
+            with tenant_session(factory, tenant) as session:
+                outcomes = Ledger(session, clock).post_batch(drafts)
+            for draft, outcome in zip(drafts, outcomes, strict=True):
+                if isinstance(outcome, InsufficientFunds):
+                    refused += 1
+                    continue
+                assert not isinstance(outcome, Exception), outcome
+                if outcome.created:
+                    kind = draft.entry_id.split("-")[-1] if draft.entry_id.startswith("b") else "shared"
+                    debit = next(p for p in draft.postings if p.side == "debit")
+                    created.append((f"{kind}:{debit.account}", draft.entry_id, debit.amount_minor))
+    finally:
+        engine.dispose()
+    return {"created": created, "refused": refused}
+
+
+@pytest.mark.postgres
+def test_many_processes_posting_batches_never_overdraw_and_post_each_id_once(ledger_postgres_url):
+    tenant = f"batch_{uuid.uuid4().hex[:8]}"
+    engine = create_db_engine(ledger_postgres_url)
+    factory = make_session_factory(engine)
+    clock = SystemClock()
+    with tenant_session(factory, tenant) as session:
+        ledger = Ledger(session, clock)
+        for code, type_ in (
+            ("bank:settlement", "asset"),
+            ("bank:income", "income"),
+            ("merchant:1", "liability"),
+        ):
+            ledger.open_account(code, "CNY", type_)
+        for code in ("cust:hot", "cust:other"):
+            ledger.open_account(code, "CNY", "liability", "customer", code, "debits_must_not_exceed_credits")
+        ledger.post_batch(
+            [
+                EntryDraft(
+                    f"fund-{code}", [Posting.debit("bank:settlement", FUNDING), Posting.credit(code, FUNDING)]
+                )
+                for code in ("cust:hot", "cust:other")
+            ]
+        )
+
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Manager().Event()
+    with ctx.Pool(WORKERS) as pool:
+        pending = [
+            pool.apply_async(_batch_worker, (ledger_postgres_url, tenant, w, start)) for w in range(WORKERS)
+        ]
+        start.set()
+        results = [p.get(timeout=180) for p in pending]
+
+    created = [c for r in results for c in r["created"]]
+    ids = [entry_id for _, entry_id, _ in created]
+    assert len(ids) == len(set(ids)), "an id was created twice"
+    assert sum(r["refused"] for r in results) > 0, "the limit was never reached; raise BATCH_ROUNDS"
+    assert any(kind == "shared:cust:hot" for kind, _, _ in created)
+
+    def total(*kinds: str) -> int:
+        return sum(n for kind, _, n in created if kind in kinds)
+
+    with tenant_session(factory, tenant) as session:
+        ledger = Ledger(session, clock)
+        balances = ledger.balances()
+        hot, other = balances["cust:hot"], balances["cust:other"]
+        assert hot.available_minor >= 0 and other.available_minor >= 0
+        out_of_hot = total("shared:cust:hot", "pay:cust:hot", "move:cust:hot", "back:cust:hot")
+        into_hot = total("move:cust:other", "back:cust:other")
+        assert hot.net_posted_minor == FUNDING - out_of_hot + into_hot
+        assert other.net_posted_minor == FUNDING - into_hot + total("move:cust:hot", "back:cust:hot")
+        shared = [entry_id for kind, entry_id, _ in created if kind == "shared:cust:hot"]
+        assert balances["bank:income"].net_posted_minor == 3 * len(shared) + total("fee:bank:settlement")
+        assert ledger.trial_balance("CNY").balanced
+        assert ledger.verify() == []
+        for entry_id in shared:  # every worker that posted a shared id got the same stored entry
+            assert ledger.get_entry(entry_id).postings[0].account == "cust:hot"
+    engine.dispose()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
 from infra.ledger import (
     AccountType,
@@ -19,6 +21,7 @@ from infra.ledger import (
     InvalidAmount,
     InvalidEntry,
     LedgerError,
+    LedgerInvariantViolated,
     NotReversible,
     Posting,
     Side,
@@ -268,29 +271,109 @@ def test_an_error_rolls_back_only_its_own_operation(chart):
     assert chart.count("ledger_entries") == 2
 
 
-def test_failed_write_inside_the_savepoint_leaves_nothing(chart, monkeypatch):
-    """A failure after some rows were flushed rolls back exactly this operation."""
+WRITES = {
+    "post": lambda ledger: ledger.post(payment("pay-1", 30)),
+    "post_batch": lambda ledger: ledger.post_batch([payment("pay-1", 30), payment("pay-1b", 5)]),
+    "post_linked": lambda ledger: ledger.post_linked([payment("pay-1", 30), payment("pay-1b", 5)]),
+    "post_pending": lambda ledger: ledger.post_pending("hold-1", "pay-1", 20),
+    "void_pending": lambda ledger: ledger.void_pending("hold-1", "pay-1"),
+    "reverse": lambda ledger: ledger.reverse("topup-2", "pay-1", "wrong customer"),
+}
+
+
+def _failed_write_leaves_nothing(chart, monkeypatch, how):
     from infra.ledger import service
+
+    original = service.Ledger._update_balances
+
+    def boom(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        raise RuntimeError("disk on fire")
 
     with chart.ledger() as ledger:
         ledger.post(topup("topup-1", amount=100))
-        original = service.Ledger._apply_balances
-
-        def boom(self, *args, **kwargs):
-            original(self, *args, **kwargs)
-            self.session.flush()
-            raise RuntimeError("disk on fire")
-
-        monkeypatch.setattr(service.Ledger, "_apply_balances", boom)
+        ledger.post(topup("topup-2", account="cust:43", amount=100))
+        ledger.post(payment("hold-1", 40, pending=True))
+    with chart.ledger() as ledger:
+        before = ledger.balances(["cust:42", "cust:43"])
+        monkeypatch.setattr(service.Ledger, "_update_balances", boom)
         with pytest.raises(RuntimeError):
-            ledger.post(payment("pay-1", 30))
-        monkeypatch.setattr(service.Ledger, "_apply_balances", original)
-        assert ledger.balance("cust:42").available_minor == 100
+            WRITES[how](ledger)
+        monkeypatch.undo()
+        assert ledger.balances(["cust:42", "cust:43"]) == before
+        assert ledger.get_entry("hold-1").status is EntryStatus.PENDING
+        with pytest.raises(UnknownEntry):
+            ledger.get_entry("pay-1")
         ledger.post(payment("pay-2", 10))
     with chart.ledger() as ledger:
-        assert ledger.balance("cust:42").available_minor == 90
+        assert ledger.balance("cust:42").available_minor == 50
         assert ledger.verify() == []
-    assert chart.count("ledger_entries") == 2
+    assert chart.count("ledger_entries") == 4
+    assert chart.count("ledger_postings") == 8
+
+
+@pytest.mark.parametrize("how", ["post_pending", "void_pending", "reverse"])
+def test_a_failed_write_leaves_nothing(chart, monkeypatch, how):
+    """A Python error after some rows were written (the entry and its postings inserted, balance
+    rows updated) rolls back exactly this operation: nothing half-written, the unit of work usable."""
+    _failed_write_leaves_nothing(chart, monkeypatch, how)
+
+
+@pytest.mark.parametrize("ledger_db", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("how", ["post", "post_batch", "post_linked"])
+def test_a_failed_write_of_new_entries_leaves_nothing(chart, monkeypatch, how):
+    """The same for new entries, which SQLite writes in several statements. (PostgreSQL writes
+    them in one statement: see test_a_database_failure_mid_write_leaves_nothing.)"""
+    _failed_write_leaves_nothing(chart, monkeypatch, how)
+
+
+@pytest.mark.parametrize("how", ["post", "post_batch", "post_linked"])
+def test_a_database_failure_mid_write_leaves_nothing(chart, monkeypatch, how):
+    """A database error while an operation writes (here: a balance row its CHECK constraint
+    rejects, after the entries and postings went in) leaves nothing of the operation. Batches
+    write in a SAVEPOINT, so the unit of work stays usable; a single ``post`` on PostgreSQL is one
+    statement and no SAVEPOINT (see docs/ledger.md): PostgreSQL aborts the transaction, and the
+    unit of work then refuses to commit instead of silently committing nothing."""
+    from infra.ledger import service
+
+    original = service.Ledger._balance_rows
+
+    def corrupt(self, new_rows):  # skips the invariants, as a bug or a disk error would
+        rows = original(self, new_rows)
+        return [(account_id, replace(new, debits_posted=-1)) for account_id, new in rows]
+
+    with chart.ledger() as ledger:
+        ledger.post(topup("topup-1", amount=100))
+
+    def attempt(ledger):
+        monkeypatch.setattr(service.Ledger, "_balance_rows", corrupt)
+        with pytest.raises(IntegrityError):
+            if how == "post":
+                ledger.post(payment("pay-1", 30))
+            else:
+                getattr(ledger, how)([payment("pay-1", 30), payment("pay-1b", 5, account="cust:42")])
+        monkeypatch.undo()
+
+    if how == "post" and chart.backend == "postgres":
+        with pytest.raises(LedgerInvariantViolated, match="cannot commit: a ledger statement failed"):
+            with chart.ledger() as ledger:
+                ledger.post(payment("pay-0", 1))  # earlier work of the unit of work: not committed
+                attempt(ledger)
+    else:
+        with chart.ledger() as ledger:
+            ledger.post(payment("pay-0", 1))
+            attempt(ledger)
+            assert ledger.balance("cust:42").available_minor == 99
+            with pytest.raises(UnknownEntry):
+                ledger.get_entry("pay-1")
+            ledger.post(payment("pay-2", 10))
+    with chart.ledger() as ledger:
+        assert ledger.balance("cust:42").available_minor in (89, 100)
+        with pytest.raises(UnknownEntry):
+            ledger.get_entry("pay-1")
+        ledger.post(payment("pay-3", 10))  # a new unit of work is fine
+        assert ledger.verify() == []
+    assert chart.count("ledger_postings") == 2 * chart.count("ledger_entries")
 
 
 # --- linked entries ------------------------------------------------------------------------------

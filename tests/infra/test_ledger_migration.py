@@ -77,11 +77,18 @@ def test_migration_matches_the_models(empty_database_url):
                 assert columns[column.name]["nullable"] == column.nullable, (table, column.name)
             assert inspector.get_pk_constraint(table)["name"] == f"pk_{table}"
         uniques = {u["name"] for u in inspector.get_unique_constraints("ledger_entries")}
-        assert uniques == {
-            "uq_ledger_entries_tenant_id_entry_id",
-            "uq_ledger_entries_pending_entry_pk",
-            "uq_ledger_entries_reverses_entry_pk",
-        }
+        assert uniques == {"uq_ledger_entries_tenant_id_entry_id"}
+        # A pending entry resolves once, an entry is reversed once: partial unique indexes
+        # (ordinary entries, NULL there, need no index entry).
+        entry_indexes = {i["name"]: i for i in inspector.get_indexes("ledger_entries")}
+        for column in ("pending_entry_pk", "reverses_entry_pk"):
+            index = entry_indexes[f"uq_ledger_entries_{column}"]
+            assert index["unique"] and index["column_names"] == [column]
+            where = next(iter(index.get("dialect_options", {}).values()))
+            assert f"{column} IS NOT NULL" in str(where), where
+        # No single-column tenant_id index: every key already leads with tenant_id.
+        for table in LEDGER_TABLES:
+            assert all(i["column_names"] != ["tenant_id"] for i in inspector.get_indexes(table)), table
         indexes = {i["name"]: i["column_names"] for i in inspector.get_indexes("ledger_postings")}
         assert indexes["ix_ledger_postings_account_id"] == ["account_id", "created_at"]
         checks = {c["name"] for c in inspector.get_check_constraints("ledger_postings")}

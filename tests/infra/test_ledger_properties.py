@@ -1,5 +1,7 @@
 """Model-based property test: random sequences of entries, holds, posts, voids, expiries,
-reversals, linked batches and retries of earlier ids, checked against a small in-memory model.
+reversals, linked batches, independent batches (``post_batch``, with ids repeated inside a batch
+and reused from earlier steps) and retries of earlier calls, checked against a small in-memory
+model.
 
 After every step: the trial balance is zero, constrained accounts are within their limits
 (available >= 0), the ledger's balances equal the model's (so a replayed id never moved money
@@ -34,6 +36,7 @@ from infra.ledger import (
     AlreadyReversed,
     EntryDraft,
     EntryExistsWithDifferentContent,
+    EntryResult,
     InsufficientFunds,
     LedgerError,
     NotPending,
@@ -301,6 +304,22 @@ def make_machine(db: Any) -> type[RuleBasedStateMachine]:
         def _ledger_linked(self, ledger: Any, now: datetime, ts: list[dict[str, Any]]) -> list[bool]:
             return [r.created for r in ledger.post_linked([draft_of(t) for t in ts])]
 
+        def _model_batch(self, ts: list[dict[str, Any]]) -> list[Any]:
+            """Each entry on its own, in order: its ``created`` or the type of its error."""
+            outcomes: list[Any] = []
+            for t in ts:
+                try:
+                    outcomes.append(self.model.transfer(t))
+                except LedgerError as exc:
+                    outcomes.append(type(exc))
+            return outcomes
+
+        def _ledger_batch(self, ledger: Any, now: datetime, ts: list[dict[str, Any]]) -> list[Any]:
+            return [
+                o.created if isinstance(o, EntryResult) else type(o)
+                for o in ledger.post_batch([draft_of(t) for t in ts])
+            ]
+
         def _model_post(self, pending_id: str, resolution_id: str, amount: int | None) -> bool:
             return self.model.resolve("post_pending", pending_id, resolution_id, amount)
 
@@ -363,6 +382,27 @@ def make_machine(db: Any) -> type[RuleBasedStateMachine]:
             ts = [data.draw(transfer_strategy, label="linked") for _ in range(size)]
             at = self._next_step_at()
             self._step("linked", ([with_expiry({**t, "entry_id": self._new_id(data)}, at) for t in ts],))
+
+        @rule(data=st.data(), size=st.integers(1, 6))
+        def batch(self, data: st.DataObject, size: int) -> None:
+            """Independent entries in one call; now and then an id of the batch comes again, with
+            the same content (a retry inside the batch) or another (a conflict)."""
+            at = self._next_step_at()
+            ts: list[dict[str, Any]] = []
+            for _ in range(size):
+                if ts and data.draw(st.integers(0, 3), label="repeat an id of the batch") == 0:
+                    previous = data.draw(st.sampled_from(ts), label="repeated")
+                    if data.draw(st.booleans(), label="same content"):
+                        ts.append(dict(previous))
+                        continue
+                    t = {
+                        **data.draw(transfer_strategy, label="other content"),
+                        "entry_id": previous["entry_id"],
+                    }
+                else:
+                    t = {**data.draw(transfer_strategy, label="batched"), "entry_id": self._new_id(data)}
+                ts.append(with_expiry(t, at))
+            self._step("batch", (ts,))
 
         def _has_pending(self) -> bool:
             return any(e.kind == "pending" and e.status == "pending" for e in self.model.entries.values())

@@ -1,5 +1,7 @@
 """Ledger: accounts, balance rows of constrained accounts, entries, postings, pending status.
 
+No table has an index of its own on ``tenant_id``: the keys lead with it (see infra/ledger/models.py).
+
 Revision ID: ledger_0001
 Revises:
 Create Date: 2026-01-01 00:00:00+00:00
@@ -47,7 +49,6 @@ def upgrade() -> None:
             name=op.f("ck_ledger_accounts_balance_constraint"),
         ),
     )
-    op.create_index(op.f("ix_ledger_accounts_tenant_id"), "ledger_accounts", ["tenant_id"], unique=False)
 
     op.create_table(
         "ledger_balances",
@@ -71,7 +72,6 @@ def upgrade() -> None:
             "credits_pending_minor >= 0", name=op.f("ck_ledger_balances_credits_pending_minor")
         ),
     )
-    op.create_index(op.f("ix_ledger_balances_tenant_id"), "ledger_balances", ["tenant_id"], unique=False)
 
     op.create_table(
         "ledger_entries",
@@ -87,8 +87,6 @@ def upgrade() -> None:
         sa.Column("tenant_id", sa.String(length=64), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ledger_entries")),
         sa.UniqueConstraint("tenant_id", "entry_id", name=op.f("uq_ledger_entries_tenant_id_entry_id")),
-        sa.UniqueConstraint("pending_entry_pk", name=op.f("uq_ledger_entries_pending_entry_pk")),
-        sa.UniqueConstraint("reverses_entry_pk", name=op.f("uq_ledger_entries_reverses_entry_pk")),
         sa.ForeignKeyConstraint(
             ["pending_entry_pk"],
             ["ledger_entries.id"],
@@ -104,7 +102,17 @@ def upgrade() -> None:
             name=op.f("ck_ledger_entries_kind"),
         ),
     )
-    op.create_index(op.f("ix_ledger_entries_tenant_id"), "ledger_entries", ["tenant_id"], unique=False)
+
+    # Partial: ordinary entries (NULL here) need no index entry; NULLs never conflict anyway.
+    for column in ("pending_entry_pk", "reverses_entry_pk"):
+        op.create_index(
+            f"uq_ledger_entries_{column}",
+            "ledger_entries",
+            [column],
+            unique=True,
+            sqlite_where=sa.text(f"{column} IS NOT NULL"),
+            postgresql_where=sa.text(f"{column} IS NOT NULL"),
+        )
 
     op.create_table(
         "ledger_postings",
@@ -135,7 +143,6 @@ def upgrade() -> None:
         op.f("ix_ledger_postings_account_id"), "ledger_postings", ["account_id", "created_at"], unique=False
     )
     op.create_index(op.f("ix_ledger_postings_entry_pk"), "ledger_postings", ["entry_pk"], unique=False)
-    op.create_index(op.f("ix_ledger_postings_tenant_id"), "ledger_postings", ["tenant_id"], unique=False)
 
     op.create_table(
         "ledger_pendings",
@@ -164,20 +171,16 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_ledger_pendings_status"), "ledger_pendings", ["status", "expires_at"], unique=False
     )
-    op.create_index(op.f("ix_ledger_pendings_tenant_id"), "ledger_pendings", ["tenant_id"], unique=False)
 
 
 def downgrade() -> None:
-    op.drop_index(op.f("ix_ledger_pendings_tenant_id"), table_name="ledger_pendings")
     op.drop_index(op.f("ix_ledger_pendings_status"), table_name="ledger_pendings")
     op.drop_table("ledger_pendings")
-    op.drop_index(op.f("ix_ledger_postings_tenant_id"), table_name="ledger_postings")
     op.drop_index(op.f("ix_ledger_postings_entry_pk"), table_name="ledger_postings")
     op.drop_index(op.f("ix_ledger_postings_account_id"), table_name="ledger_postings")
     op.drop_table("ledger_postings")
-    op.drop_index(op.f("ix_ledger_entries_tenant_id"), table_name="ledger_entries")
+    op.drop_index("uq_ledger_entries_reverses_entry_pk", table_name="ledger_entries")
+    op.drop_index("uq_ledger_entries_pending_entry_pk", table_name="ledger_entries")
     op.drop_table("ledger_entries")
-    op.drop_index(op.f("ix_ledger_balances_tenant_id"), table_name="ledger_balances")
     op.drop_table("ledger_balances")
-    op.drop_index(op.f("ix_ledger_accounts_tenant_id"), table_name="ledger_accounts")
     op.drop_table("ledger_accounts")

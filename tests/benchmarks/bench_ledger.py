@@ -1,0 +1,275 @@
+"""Ledger benchmarks, each printing a ratio against a baseline measured in the same run.
+
+    .venv/bin/python tests/benchmarks/bench_ledger.py                 # both, default sizes
+    .venv/bin/python tests/benchmarks/bench_ledger.py --only postings --entries 20000
+    .venv/bin/python tests/benchmarks/bench_ledger.py --only concurrent --seconds 15
+
+1. **Postings per second** on SQLite (temp file) and PostgreSQL (fresh database): two-posting
+   entries (a constrained customer wallet and the unconstrained hot settlement account),
+   ``--batch`` entries per unit of work, posted with ``Ledger.post_batch`` (with ``--batch 1``,
+   the API path, ``Ledger.post``), against a baseline of raw SQLAlchemy Core inserts of *the same
+   rows* (the ledger's own entries and postings, read back and inserted again into an empty
+   migrated database, same batch size, same durability settings). Target: >= 0.5.
+2. **Concurrent transfers on PostgreSQL**: ``--workers`` processes (default 8) post transfers for
+   ``--seconds``, each from a random constrained customer wallet to the one hot bank account,
+   one transfer per unit of work; against ``pgbench`` TPC-B (``-c 8 -j 8``) on the same server in
+   the same script. Target: >= 0.5 of pgbench's transactions per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, insert, select
+from sqlalchemy.engine import make_url
+
+from core.db import Base, create_db_engine
+from core.testing.harness import make_app, tenant_config
+from core.testing.postgres import server_url, temporary_database
+from infra.ledger import LEDGER_TABLES, EntryDraft, EntryResult, Ledger, Posting
+
+HOT = "bank:settlement"
+WALLETS = 1000
+FUNDING_MINOR = 10**12
+
+
+def wallet(i: int) -> str:
+    return f"cust:{i}:wallet"
+
+
+def chart() -> dict[str, Any]:
+    accounts = [{"code": HOT, "type": "asset"}] + [
+        {"code": wallet(i), "type": "liability", "owner_type": "customer", "owner_id": str(i),
+         "constraint": "debits_must_not_exceed_credits"} for i in range(WALLETS)
+    ]
+    return {"accounts": accounts}
+
+
+def build(url: str, *, start: bool = True) -> Any:
+    return make_app({"database": {"url": url}, "tenants": {"bank": tenant_config(modules={"ledger": chart()})}},
+                    database_url=url, start=start)
+
+
+def fund(app: Any) -> None:
+    tenant = app.tenant("bank")
+    with tenant.unit_of_work() as uow:
+        ledger = Ledger(uow.session, tenant.clock)
+        for i in range(WALLETS):
+            ledger.post(EntryDraft(f"fund-{i}", [Posting.debit(HOT, FUNDING_MINOR), Posting.credit(wallet(i), FUNDING_MINOR)]))
+
+
+def payment(n: int, prefix: str) -> EntryDraft:
+    i = n % WALLETS
+    amount = 100 + n % 997
+    return EntryDraft(f"{prefix}-{n}", [Posting.debit(wallet(i), amount), Posting.credit(HOT, amount)])
+
+
+# --- 1. postings per second --------------------------------------------------------------------
+
+
+def ledger_rate(app: Any, entries: int, batch: int) -> float:
+    """Batch jobs post through ``Ledger.post_batch`` (set-based); one entry per unit of work, the API
+    path, through ``Ledger.post``."""
+    tenant = app.tenant("bank")
+    started = time.perf_counter()
+    for first in range(0, entries, batch):
+        with tenant.unit_of_work() as uow:
+            ledger = Ledger(uow.session, tenant.clock)
+            if batch == 1:
+                ledger.post(payment(first, "pay"))
+                continue
+            outcomes = ledger.post_batch([payment(n, "pay") for n in range(first, min(first + batch, entries))])
+            failed = [o for o in outcomes if not isinstance(o, EntryResult)]
+            if failed:
+                raise SystemExit(f"post_batch refused entries: {failed[:3]}")
+    return entries * 2 / (time.perf_counter() - started)
+
+
+def written_rows(app: Any) -> dict[str, list[dict[str, Any]]]:
+    """Every ledger row the run wrote (setup included), to replay as the baseline."""
+    rows: dict[str, list[dict[str, Any]]] = {}
+    with app.engine.connect() as connection:
+        for name in LEDGER_TABLES:
+            table = Base.metadata.tables[name]
+            rows[name] = [dict(r._mapping) for r in connection.execute(select(table))]
+    return rows
+
+
+def core_insert_rate(url: str, rows: dict[str, list[dict[str, Any]]], entries: int, batch: int) -> float:
+    """Insert the payments' rows (entries and postings, in the ledger's batch size) with Core.
+
+    On SQLite through the kernel's engine, so the baseline commits with the same durability as the
+    ledger (WAL, ``synchronous=NORMAL``, ``BEGIN IMMEDIATE``) rather than a rollback journal with
+    ``synchronous=FULL`` (several file operations per commit: a slower and very noisy baseline).
+    On PostgreSQL a plain engine: the same server settings, and no pool pre-ping round trip."""
+    engine = create_db_engine(url) if url.startswith("sqlite") else create_engine(url)
+    entries_table, postings_table = Base.metadata.tables["ledger_entries"], Base.metadata.tables["ledger_postings"]
+    pay_entries = [r for r in rows["ledger_entries"] if str(r["entry_id"]).startswith("pay-")]
+    ids = {r["id"] for r in pay_entries}
+    pay_postings = [r for r in rows["ledger_postings"] if r["entry_pk"] in ids]
+    # Setup rows (accounts, funding) go in untimed: the baseline times the same work as the ledger.
+    with engine.begin() as connection:
+        for name in ("ledger_accounts", "ledger_balances"):
+            if rows[name]:
+                connection.execute(insert(Base.metadata.tables[name]), rows[name])
+        other = [r for r in rows["ledger_entries"] if r["id"] not in ids]
+        if other:
+            connection.execute(insert(entries_table), other)
+            connection.execute(insert(postings_table), [r for r in rows["ledger_postings"] if r["entry_pk"] not in ids])
+    postings_by_entry: dict[Any, list[dict[str, Any]]] = {}
+    for r in pay_postings:
+        postings_by_entry.setdefault(r["entry_pk"], []).append(r)
+    pay_entries.sort(key=lambda r: r["id"])
+    started = time.perf_counter()
+    for first in range(0, len(pay_entries), batch):
+        chunk = pay_entries[first:first + batch]
+        with engine.begin() as connection:
+            connection.execute(insert(entries_table), chunk)
+            connection.execute(insert(postings_table), [p for e in chunk for p in postings_by_entry[e["id"]]])
+    elapsed = time.perf_counter() - started
+    engine.dispose()
+    return entries * 2 / elapsed
+
+
+def bench_postings(entries: int, batch: int, backends: list[str]) -> list[str]:
+    lines = []
+    for backend in backends:
+        with tempfile.TemporaryDirectory() as tmp:
+            if backend == "sqlite":
+                url, baseline_url = f"sqlite:///{tmp}/ledger.db", f"sqlite:///{tmp}/baseline.db"
+                contexts: list[Any] = []
+            else:
+                contexts = [temporary_database(), temporary_database()]
+                url, baseline_url = (c.__enter__() for c in contexts)
+            try:
+                app = build(url)
+                fund(app)
+                rate = ledger_rate(app, entries, batch)
+                rows = written_rows(app)
+                app.close()
+                baseline_app = build(baseline_url, start=False)  # migrated, empty
+                baseline_app.close()
+                baseline = core_insert_rate(baseline_url, rows, entries, batch)
+            finally:
+                for context in contexts:
+                    context.__exit__(None, None, None)
+        line = (f"postings/s {backend:8} batch {batch:4}: ledger {rate:9.0f}  raw Core inserts {baseline:9.0f}  "
+                f"ratio {rate / baseline:.2f} (target >= 0.5)")
+        print(line, flush=True)
+        lines.append(line)
+    return lines
+
+
+# --- 2. concurrent transfers with a hot account on PostgreSQL ----------------------------------
+
+
+def _transfer_worker(url: str, seconds: float, seed: int, counts: Any, index: int, ready: Any, go: Any) -> None:
+    app = build(url, start=False)
+    tenant = app.tenant("bank")
+    rng = random.Random(seed)
+    ready.release()
+    go.wait()
+    done = 0
+    deadline = time.perf_counter() + seconds
+    n = 0
+    while time.perf_counter() < deadline:
+        n += 1
+        i = rng.randrange(WALLETS)
+        amount = rng.randrange(100, 10_000)
+        with tenant.unit_of_work() as uow:
+            Ledger(uow.session, tenant.clock).post(
+                EntryDraft(f"t{seed}-{n}", [Posting.debit(wallet(i), amount), Posting.credit(HOT, amount)])
+            )
+        done += 1
+    counts[index] = done
+    app.close()
+
+
+def ledger_tps(url: str, workers: int, seconds: float) -> float:
+    app = build(url)
+    fund(app)
+    app.close()
+    ctx = multiprocessing.get_context("spawn")
+    counts = ctx.Array("l", workers)
+    ready, go = ctx.Semaphore(0), ctx.Event()
+    procs = [ctx.Process(target=_transfer_worker, args=(url, seconds, 1000 + k, counts, k, ready, go)) for k in range(workers)]
+    for p in procs:
+        p.start()
+    for _ in procs:
+        ready.acquire()
+    go.set()
+    for p in procs:
+        p.join()
+        if p.exitcode != 0:
+            raise SystemExit(f"transfer worker failed with exit code {p.exitcode}")
+    total = sum(counts[:])
+    check = build(url, start=False)
+    tenant = check.tenant("bank")
+    with tenant.unit_of_work() as uow:
+        ledger = Ledger(uow.session, tenant.clock)
+        assert ledger.trial_balance("CNY").balanced
+        assert ledger.verify() == [], "ledger audit failed after the concurrent run"
+    check.close()
+    return total / seconds
+
+
+def pgbench_tps(url: str, workers: int, seconds: float) -> float:
+    if shutil.which("pgbench") is None:
+        raise SystemExit("pgbench is not installed (Debian: postgresql-contrib / postgresql client)")
+    parsed = make_url(url)
+    args = ["-h", parsed.host or "127.0.0.1", "-p", str(parsed.port or 5432), "-U", parsed.username or "postgres"]
+    env = {"PGPASSWORD": parsed.password or "", "PATH": "/usr/bin:/bin"}
+    subprocess.run(["pgbench", "-i", "-q", "-s", str(workers), *args, parsed.database], check=True, env=env,
+                   capture_output=True)
+    result = subprocess.run(["pgbench", "-n", "-c", str(workers), "-j", str(workers), "-T", str(int(seconds)),
+                             *args, parsed.database], check=True, env=env, capture_output=True, text=True)
+    match = re.search(r"tps = ([0-9.]+)", result.stdout)
+    assert match, result.stdout
+    return float(match.group(1))
+
+
+def bench_concurrent(workers: int, seconds: float) -> str:
+    with temporary_database() as ledger_url, temporary_database() as pgbench_url:
+        tps = ledger_tps(ledger_url, workers, seconds)
+        baseline = pgbench_tps(pgbench_url, workers, seconds)
+    line = (f"concurrent transfers, PostgreSQL, {workers} workers, hot account: ledger {tps:7.0f} tps  "
+            f"pgbench TPC-B {baseline:7.0f} tps  ratio {tps / baseline:.2f} (target >= 0.5)")
+    print(line, flush=True)
+    return line
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=["postings", "concurrent"])
+    parser.add_argument("--entries", type=int, default=10_000)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=10)
+    args = parser.parse_args(argv)
+    print(f"PostgreSQL server: {make_url(server_url()).render_as_string(hide_password=True)}", flush=True)
+    if args.only in (None, "postings"):
+        bench_postings(args.entries, args.batch, args.backends.split(","))
+        bench_postings(max(args.entries // 10, 100), 1, args.backends.split(","))
+    if args.only in (None, "concurrent"):
+        bench_concurrent(args.workers, args.seconds)
+
+
+def test_ledger_benchmarks_run() -> None:
+    """A small run, so the benchmark stays runnable (``pytest -o addopts= tests/benchmarks``)."""
+    assert "ratio" in bench_postings(200, 50, ["sqlite"])[0]
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).parents[2]))
+    main()
