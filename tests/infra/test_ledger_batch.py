@@ -323,3 +323,18 @@ def test_amounts_metadata_and_expiry_survive_the_set_based_writes_exactly(chart)
         assert ledger.get_entry("hold-1").expires_at == expires
         assert not ledger.post(pay("meta-1", 5, metadata=dict(meta), description="with metadata")).created
         assert ledger.verify() == []
+
+
+def test_a_replayed_batch_judges_its_failed_entries_afresh(chart):
+    """Only entries that were written are retries; one that failed is checked again, now."""
+    batch = [
+        topup("t1", 10),
+        pay("h1", 50, pending=True, expires_at=chart.clock.now() + timedelta(seconds=1)),
+    ]
+    with chart.ledger() as ledger:
+        assert kinds(ledger.post_batch(batch)) == [True, InsufficientFunds]
+    chart.clock.advance(seconds=2)
+    with chart.ledger() as ledger:
+        ledger.post(topup("t2", 100))
+        assert kinds(ledger.post_batch(batch)) == [False, InvalidExpiry]  # its hold would be past due
+        assert kinds(ledger.post_batch([batch[0], pay("h1", 50, pending=True)])) == [False, True]

@@ -38,6 +38,7 @@ from infra.ledger import (
     EntryExistsWithDifferentContent,
     EntryResult,
     InsufficientFunds,
+    InvalidExpiry,
     LedgerError,
     NotPending,
     NotReversible,
@@ -159,6 +160,8 @@ class Model:
         content = (kind, tuple(sorted(legs)), expires_at, t["description"])
         if self._existing(t["entry_id"], content):
             return False
+        if expires_at is not None and expires_at <= self.now:  # e.g. a replayed batch's failed entry
+            raise InvalidExpiry("expires_at is not after now")
         self._within_limits_after(legs, pending=t["pending"])
         status = "pending" if t["pending"] else "posted"
         self.entries[t["entry_id"]] = MEntry(kind, content, legs, status, expires_at)
