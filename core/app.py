@@ -56,7 +56,7 @@ class SceneOS:
         self.tenants: dict[str, Tenant] = {}
         self._started = False
         self.hooks = TenantHooks(self._application_plugin_manager())
-        bus = self.hooks.hook.sceneos_make_event_bus(app=self) or InProcessEventBus(self._dispatch_event)
+        bus = self.hooks.hook.sceneos_make_event_bus(app=self) or InProcessEventBus(self.dispatch_event)
         container.event_bus.override(providers.Object(bus))
 
     def _application_plugin_manager(self) -> Any:
@@ -267,23 +267,13 @@ class SceneOS:
         self.close()
 
     def dispatch_event(self, event: Event) -> list[tuple[str, BaseException]]:
-        """Deliver one event to its tenant's subscribers; returns the failures (plugin, error)."""
+        """Deliver one event to its tenant's subscribers in process; logs and returns the failures."""
         tenant = self.tenants.get(event.tenant_id)
-        return tenant.hooks.on_event(event, tenant) if tenant is not None else []
-
-    def _dispatch_event(self, event: Event) -> None:
-        tenant = self.tenants.get(event.tenant_id)
-        if tenant is None:
-            return
-        for plugin, exc in tenant.hooks.on_event(event, tenant):
-            log.error(
-                "event subscriber failed",
-                plugin=plugin,
-                tenant_id=tenant.id,
-                event_type=event.type,
-                event_id=event.id,
-                error=f"{type(exc).__name__}: {exc}",
-            )
+        failures = tenant.hooks.on_event(event, tenant) if tenant is not None else []
+        for plugin, exc in failures:
+            log.error("event subscriber failed", plugin=plugin, tenant_id=event.tenant_id,
+                      event_type=event.type, event_id=event.id, error=f"{type(exc).__name__}: {exc}")
+        return failures
 
     def http(self) -> FastAPI:
         from core.http import create_http_app

@@ -66,9 +66,7 @@ class OutboxEventBus:
 
     def after_commit(self, session: Session) -> None:
         for event in session.info.pop(IN_PROCESS_KEY, []):
-            for plugin, exc in self.app.dispatch_event(event):
-                log.error("event subscriber failed", plugin=plugin, tenant_id=event.tenant_id,
-                          event_type=event.type, event_id=event.id, error=mask_text(f"{type(exc).__name__}: {exc}"))
+            self.app.dispatch_event(event)  # logs its own failures
         staged: list[tuple[str, str]] = session.info.pop(STAGED_KEY, [])
         relay = OutboxRelay(self.app)
         for tenant_id, event_id in staged:
