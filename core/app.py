@@ -85,9 +85,10 @@ class SceneOS:
         if catalog is not None:
             container.plugin_catalog.override(providers.Object(catalog))
         app = cls(container, source)
-        app._validate_plugins_and_modules()
-        for tenant_id, tenant_settings in settings.tenants.items():
-            app.tenants[tenant_id] = app._build_tenant(tenant_id, tenant_settings)
+        with app.naming_source():
+            app._validate_plugins_and_modules()
+            for tenant_id, tenant_settings in settings.tenants.items():
+                app.tenants[tenant_id] = app._build_tenant(tenant_id, tenant_settings)
         should_migrate = migrate if migrate is not None else settings.database.auto_migrate
         if should_migrate is None:
             should_migrate = is_sqlite(app.engine)
@@ -109,6 +110,18 @@ class SceneOS:
 
     def _error(self, key: str, problem: str) -> ConfigError:
         return ConfigError(problem, key=key, source=self.source)
+
+    @contextmanager
+    def naming_source(self) -> Iterator[None]:
+        """Configuration errors raised by modules and plugins while the application is built, started
+        or served name the key they found wrong; this adds the file, so every one reads
+        ``file: key: problem``."""
+        try:
+            yield
+        except ConfigError as exc:
+            if exc.source:
+                raise
+            raise ConfigError(exc.problem, key=exc.key, source=self.source) from None
 
     def _validate_plugins_and_modules(self) -> None:
         known_plugins = self.catalog.names()
@@ -247,8 +260,9 @@ class SceneOS:
 
     def start(self) -> SceneOS:
         if not self._started:
-            for tenant in self.tenants.values():
-                tenant.hooks.startup(self, tenant)
+            with self.naming_source():
+                for tenant in self.tenants.values():
+                    tenant.hooks.startup(self, tenant)
             self._started = True
         return self
 
@@ -278,7 +292,8 @@ class SceneOS:
     def http(self) -> FastAPI:
         from core.http import create_http_app
 
-        return create_http_app(self)
+        with self.naming_source():
+            return create_http_app(self)
 
     def describe(self) -> list[dict[str, Any]]:
         """What each tenant has enabled, for the CLI and the demo."""

@@ -44,6 +44,17 @@ class SecretCipher:
     def encrypt(self, secret: str) -> str:
         return self._cipher.encrypt(secret.encode("utf-8")).decode("ascii")
 
+    def seal(self, data: bytes) -> bytes:
+        """Encrypt bytes at rest (stored answers that carry a secret, see idempotency)."""
+        return self._cipher.encrypt(data)
+
+    def unseal(self, token: bytes) -> bytes:
+        try:
+            return self._cipher.decrypt(token)
+        except InvalidToken:
+            raise ConfigError("a stored answer cannot be decrypted: entry.master_key changed without keeping the "
+                              "old one in entry.previous_master_keys", key="entry.master_key") from None
+
     def decrypt(self, token: str) -> str:
         try:
             return self._cipher.decrypt(token.encode("ascii")).decode("utf-8")

@@ -146,6 +146,8 @@ class EntryGateway:
             return
         if admission.stored is not None:
             self.entry.metrics.idempotent_replays.labels(context.tenant.id, context.partner.partner_id).inc()
+            if fields is not None and admission.stored.route:
+                fields["route"] = admission.stored.route
             await self._send_stored(send, admission.stored, {**rate_headers, IDEMPOTENT_REPLAYED_HEADER: "true"})
             return
         downstream = _replaying(body, receive)
@@ -176,8 +178,8 @@ class EntryGateway:
         except Exception as exc:  # stored like any other first answer (Stripe does the same)
             log.error("unhandled error", error=mask_text(f"{type(exc).__name__}: {exc}"), exc_info=True)
             failed = _problem(scope, 500, "internal_error", "an internal error occurred; quote the request id")
-            return StoredResponse(500, [("content-type", PROBLEM_JSON)], bytes(failed.body))
-        return StoredResponse(status, headers, b"".join(chunks))
+            return StoredResponse(500, [("content-type", PROBLEM_JSON)], bytes(failed.body), _route_of(scope))
+        return StoredResponse(status, headers, b"".join(chunks), _route_of(scope))
 
     @staticmethod
     async def _send_stored(send: Send, answer: StoredResponse, extra: dict[str, str]) -> None:
@@ -187,6 +189,11 @@ class EntryGateway:
         headers.append((b"content-length", str(len(answer.body)).encode("latin-1")))
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
         await send({"type": "http.response.body", "body": answer.body, "more_body": False})
+
+
+def _route_of(scope: Scope) -> str | None:
+    fields = scope.get("state", {}).get(STATE_LOG_FIELDS) or {}
+    return fields.get("route")
 
 
 # --- route guards ------------------------------------------------------------------------------------

@@ -27,9 +27,10 @@ from infra.entry.replay import insert_ignoring_conflict
 
 if TYPE_CHECKING:
     from core.tenancy import Tenant, UnitOfWork
+    from infra.entry.crypto import SecretCipher
 
 # Response headers worth replaying; the rest (request id, rate limits, length) belong to each answer.
-STORED_HEADERS = frozenset({"content-type", "location", "content-language"})
+STORED_HEADERS = frozenset({"content-type", "location", "content-language", "cache-control"})
 
 
 def fingerprint(method: str, canonical_path: str, canonical_query: str, end_user: str, body: bytes) -> str:
@@ -45,6 +46,7 @@ class StoredResponse:
     status: int
     headers: list[tuple[str, str]]
     body: bytes
+    route: str | None = None  # the route template that answered (metrics and logs of replays)
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,18 @@ _TABLE = EntryIdempotencyKey.__table__
 _COMPLETE = update(_TABLE).where(_TABLE.c.id == bindparam("row_id"), _TABLE.c.tenant_id == bindparam("row_tenant"))
 
 
+def _no_store(headers: list[tuple[str, str]]) -> bool:
+    return any(name.lower() == "cache-control" and "no-store" in value.lower() for name, value in headers)
+
+
 class IdempotencyStore:
+    """Stores first answers. An answer marked ``Cache-Control: no-store`` (it carries a secret, such as
+    a one-time payment code) is kept encrypted with the entry's cipher, so the database never holds
+    it in clear, and is still replayed to a retry of the same request."""
+
+    def __init__(self, cipher: SecretCipher) -> None:
+        self.cipher = cipher
+
     def reserve(
         self,
         uow: UnitOfWork,
@@ -89,8 +102,8 @@ class IdempotencyStore:
             )
         if row.status == "done":
             assert row.response_status is not None and row.response_body is not None
-            return StoredResponse(row.response_status, [tuple(h) for h in row.response_headers or []],
-                                  row.response_body)
+            body = self.cipher.unseal(row.response_body) if row.response_sealed else row.response_body
+            return StoredResponse(row.response_status, [tuple(h) for h in row.response_headers or []], body, row.route)
         if row.locked_until <= now and self._take_over(
             uow, row, {"locked_until": now + lease}, EntryIdempotencyKey.locked_until == row.locked_until
         ):
@@ -108,11 +121,14 @@ class IdempotencyStore:
 
     def complete(self, tenant: Tenant, reservation: Reservation, response: StoredResponse) -> None:
         headers = [[name, value] for name, value in response.headers if name.lower() in STORED_HEADERS]
+        sealed = _no_store(response.headers)
+        body = self.cipher.seal(response.body) if sealed else response.body
         with tenant.unit_of_work() as uow:
             # Core, on the hot path: the tenant is in the WHERE clause explicitly.
             uow.session.execute(_COMPLETE, {
                 "row_id": reservation.row_id, "row_tenant": tenant.id, "status": "done",
-                "response_status": response.status, "response_headers": headers, "response_body": response.body,
+                "response_status": response.status, "response_headers": headers, "response_body": body,
+                "route": response.route, "response_sealed": sealed,
             })
 
     def prune(self, uow: UnitOfWork, now: datetime) -> int:

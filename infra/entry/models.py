@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, TenantOwned
@@ -78,6 +78,10 @@ class EntryIdempotencyKey(TenantOwned, Base):
     response_status: Mapped[int | None]
     response_headers: Mapped[list[Any] | None] = mapped_column(JSON)
     response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # The route template that answered, so a replay is counted and logged under it.
+    route: Mapped[str | None] = mapped_column(String(255))
+    # The body is encrypted when the route said ``Cache-Control: no-store`` (it carries a secret).
+    response_sealed: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime]
     locked_until: Mapped[datetime]
     expires_at: Mapped[datetime] = mapped_column(index=True)

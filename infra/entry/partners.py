@@ -49,7 +49,8 @@ class Partner:
     def allows(self, module: str, method: str, operation: str) -> bool:
         """Whether a scope covers ``operation`` (a route's function name) of ``module``."""
         kind = "read" if method.upper() in READ_METHODS else "write"
-        wanted = {module, f"{module}:{kind}", f"{module}:{operation}"}
+        # ``module:*`` is the same grant as ``module`` (the form many partners expect to write).
+        wanted = {module, f"{module}:*", f"{module}:{kind}", f"{module}:{operation}"}
         return any(scope in wanted for scope in self.scopes)
 
     def public(self) -> dict[str, Any]:

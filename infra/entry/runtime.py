@@ -105,7 +105,7 @@ class EntryRuntime:
         self.directory = PartnerDirectory(app, self.cipher, self.settings.credential_cache_seconds)
         self.replay = make_replay_store(self.settings.replay_store, self.settings.redis_url)
         self.rate_limiter = PartnerRateLimiter(self.settings.rate_limit_storage)
-        self.idempotency = IdempotencyStore()
+        self.idempotency = IdempotencyStore(self.cipher)
         self.metrics = EntryMetrics()
         self._admitted = itertools.count(1)
 

@@ -9,7 +9,7 @@ from collections import Counter
 from decimal import Decimal
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, Field
 
 from core.hookspecs import hookimpl
@@ -91,6 +91,13 @@ class OrdersModule:
             assert user is not None
             return {"order_no": order_no, "user_id": user.user_id, "customer_no": user.customer_no,
                     "consent_id": user.consent_id}
+
+        @api.post("/orders/{order_no}/one-time-code")
+        def one_time_code(order_no: str, response: Response, runtime: ModuleRuntime = Depends(orders)) -> dict[str, str]:
+            with self._lock:
+                self.executions["code"] += 1
+            response.headers["Cache-Control"] = "no-store"  # a secret: stored encrypted, never in clear
+            return {"order_no": order_no, "code": f"SECRET{self.executions['code']:06d}"}
 
         @api.post("/orders/explode")
         def explode(runtime: ModuleRuntime = Depends(orders)) -> dict[str, str]:

@@ -141,7 +141,11 @@ def test_each_request_logs_one_line_without_raw_identifiers(entry_app, partner_c
         id_number = resident_id(date(1980, 1, 1))
         bank = partner_client(app, *TRAVEL)
         customer = bank.post("/v1/party/customers", json={"name": "Log", "id_number": id_number,
-                                                          "phone": mobile(4242)}, headers={"X-Request-ID": "r-77"})
+                                                          "phone": mobile(4242)}, headers={"X-Request-ID": "r-77"},
+                             idempotency_key="log-1")
+        replayed = bank.post("/v1/party/customers", json={"name": "Log", "id_number": id_number,
+                                                          "phone": mobile(4242)}, idempotency_key="log-1")
+        assert replayed.replayed
         bank.get(f"/v1/party/customers/{customer.data['customer_no']}")
         metrics = httpx.get(f"{live_server(app)}/metrics").text
     finally:
@@ -150,9 +154,10 @@ def test_each_request_logs_one_line_without_raw_identifiers(entry_app, partner_c
     lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
     access = [line for line in lines if line["event"] == "request" and line.get("partner_id") == "travel"]
     assert [(a["method"], a["route"], a["status"]) for a in access] == [
-        ("POST", "/v1/party/customers", 201), ("GET", "/v1/party/customers/{customer_no}", 200)]
+        ("POST", "/v1/party/customers", 201), ("POST", "/v1/party/customers", 201),
+        ("GET", "/v1/party/customers/{customer_no}", 200)]
     assert access[0]["request_id"] == "r-77" and access[0]["tenant_id"] == "bank_a" and "duration_ms" in access[0]
     assert id_number not in stream.getvalue() and mobile(4242) not in stream.getvalue()
     assert customer.data["customer_no"] not in json.dumps(access)
-    assert 'sceneos_http_requests_total{method="POST",partner="travel",route="/v1/party/customers",status="201",tenant="bank_a"} 1.0' in metrics
+    assert 'sceneos_http_requests_total{method="POST",partner="travel",route="/v1/party/customers",status="201",tenant="bank_a"} 2.0' in metrics
     assert "sceneos_http_request_duration_seconds_bucket" in metrics

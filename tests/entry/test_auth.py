@@ -182,3 +182,11 @@ def test_an_unhandled_error_is_500_without_a_trace(app, partner_client) -> None:
         partner_client(app, *TRAVEL).post("/v1/orders/orders/explode")
     assert failed.value.code == "internal_error" and "boom" not in str(failed.value.problem)
     assert "Traceback" not in str(failed.value.problem)
+
+
+def test_a_module_wildcard_scope_grants_the_whole_module_and_nothing_else() -> None:
+    from infra.entry.partners import Partner
+
+    partner = Partner("bank_a", "p", "P", None, ("party:*",), True, None, None, (), "configuration")
+    assert partner.allows("party", "POST", "register_customer") and partner.allows("party", "GET", "customer")
+    assert not partner.allows("orders", "GET", "order")

@@ -118,3 +118,21 @@ def test_keys_expire_after_the_configured_time(entry_app, partner_client, orders
     fresh = bank.post("/v1/orders/orders", json=body, idempotency_key="ttl-key")
     assert not fresh.replayed and fresh.data["execution"] == 2
     assert sim_clock.now() - timedelta(hours=1) < sim_clock.now()
+
+
+@BOTH
+def test_an_answer_marked_no_store_is_kept_encrypted_and_still_replayed(entry_app, partner_client,
+                                                                          orders_module) -> None:
+    from sqlalchemy import select
+
+    from infra.entry.models import EntryIdempotencyKey
+
+    app = entry_app()
+    bank = partner_client(app, *TRAVEL)
+    first = bank.post("/v1/orders/orders/o1/one-time-code", json={}, idempotency_key="code-1")
+    again = bank.post("/v1/orders/orders/o1/one-time-code", json={}, idempotency_key="code-1")
+    assert again.replayed and again.data == first.data == {"order_no": "o1", "code": "SECRET000001"}
+    assert again.headers["cache-control"] == "no-store" and orders_module.executions["code"] == 1
+    with app.tenants["bank_a"].unit_of_work() as uow:
+        row = uow.session.scalars(select(EntryIdempotencyKey).where(EntryIdempotencyKey.key == "code-1")).one()
+        assert row.response_sealed and b"SECRET" not in row.response_body

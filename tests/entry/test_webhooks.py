@@ -85,6 +85,18 @@ def deliveries(app, live_server) -> list[dict]:
     return httpx.get(f"{live_server(app)}/v1/admin/tenants/bank_a/webhooks/deliveries").json()
 
 
+def settled(app, live_server, attempts: int, timeout: float = 10.0) -> None:
+    """Wait until the delivery has recorded ``attempts`` attempts: the receiver sees a POST before the
+    sender has written its outcome and next due time, and moving the clock in between would race."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = deliveries(app, live_server)
+        if found and found[0]["attempts"] >= attempts:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"the delivery did not record {attempts} attempts in {timeout} s")
+
+
 def test_a_failing_receiver_that_recovers_gets_the_event_once(entry_app, partner_client, live_server, receiver,
                                                                sim_clock) -> None:
     hook = receiver(fail_first=2)
@@ -93,6 +105,7 @@ def test_a_failing_receiver_that_recovers_gets_the_event_once(entry_app, partner
     order = partner_client(app, *TRAVEL).post("/v1/orders/orders", json={"reference": "w1", "amount": "8.80"}).data
 
     hook.wait_for(1)  # first attempt, at once: 500
+    settled(app, live_server, 1)
     first = hook.received[0]
     assert first["event"]["type"] == "orders.order.created"
     assert first["event"]["data"] == {"partner_id": "travel", "order_no": order["order_no"], "amount_minor": 880}
@@ -102,6 +115,7 @@ def test_a_failing_receiver_that_recovers_gets_the_event_once(entry_app, partner
 
     sim_clock.advance(seconds=11)  # first retry: 5 to 10 s later
     hook.wait_for(2)
+    settled(app, live_server, 2)
     sim_clock.advance(seconds=21)  # second retry: 10 to 20 s later
     hook.wait_for(3)
     assert {r["event"]["id"] for r in hook.received} == {first["event"]["id"]}

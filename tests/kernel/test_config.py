@@ -172,3 +172,14 @@ def test_config_check_masks_passwords_in_connection_urls(tmp_path: Path) -> None
     result = run_cli("config", "check", str(path), "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "hunter2" not in result.stdout and "redis://:***@127.0.0.1:6379/0" in result.stdout
+
+
+def test_a_modules_own_configuration_error_at_start_names_the_file_too(tmp_path: Path) -> None:
+    """Modules raise ConfigError with the key they check (here the entry's master key, checked when
+    the application is built); the kernel adds the file, so the line reads ``file: key: problem``."""
+    path = write(tmp_path, '[entry]\nmaster_key = "short"\n[tenants.bank]\nname = "B"\n[tenants.bank.modules.entry]\n')
+    with pytest.raises(ConfigError) as failed:
+        app = SceneOS.from_file(path, migrate=False)
+        app.start()
+        app.http()
+    assert str(failed.value).startswith(f"{path}: entry.master_key: ")
