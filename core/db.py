@@ -16,13 +16,15 @@ benchmarks' baselines.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, String, create_engine, event
+from sqlalchemy import DateTime, Engine, MetaData, String, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -103,7 +105,41 @@ def create_db_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> En
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    return create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    engine = create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size)
+    _ping_when_idle(engine, IDLE_PING_SECONDS)
+    return engine
+
+
+# A pooled connection idle longer than this is checked with a round trip before it is handed out.
+IDLE_PING_SECONDS = 10.0
+
+
+def _ping_when_idle(engine: Engine, idle_seconds: float) -> None:
+    """Pessimistic disconnect handling, only where it is needed. ``pool_pre_ping`` would cost a round
+    trip on every checkout, that is on every unit of work; a connection in steady use is known good,
+    and one that dies mid-transaction is invalidated by SQLAlchemy's disconnect handling anyway.
+    A connection that sat idle (where a server restart, failover or firewall may have dropped it) is
+    pinged first; raising ``DisconnectionError`` makes the pool replace it (SQLAlchemy's documented
+    custom-ping pattern)."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < idle_seconds:
+            return
+        try:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute("SELECT 1")
+            finally:
+                cursor.close()
+            dbapi_connection.rollback()
+        except Exception as exc:
+            raise DisconnectionError(f"pooled connection is gone: {type(exc).__name__}") from exc
 
 
 def _configure_sqlite(engine: Engine, *, wal: bool) -> None:
@@ -149,6 +185,18 @@ def tenant_session(factory: sessionmaker[Session], tenant_id: str) -> Iterator[S
         session.info[TENANT_KEY] = tenant_id
         session.info[SCOPE_KEY] = "tenant"
         yield session
+
+
+def commit_without_flush_wait(session: Session) -> None:
+    """On PostgreSQL, let this transaction's commit return before its WAL reaches disk
+    (``SET LOCAL synchronous_commit TO OFF``). For bookkeeping only, never money: a crash of the
+    server within a fraction of a second may forget the transaction, unless a later synchronous commit
+    (which flushes all WAL written before it) has made it durable. No-op on SQLite."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(_RELAXED_COMMIT)
+
+
+_RELAXED_COMMIT = text("SET LOCAL synchronous_commit TO OFF")
 
 
 @contextmanager

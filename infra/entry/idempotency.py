@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import bindparam, delete, select, update
 
+from core.db import commit_without_flush_wait
 from infra.entry.errors import IdempotencyInProgress, IdempotencyKeyReused
 from infra.entry.models import EntryIdempotencyKey
 from infra.entry.replay import insert_ignoring_conflict
@@ -67,8 +68,9 @@ class IdempotencyStore:
     a one-time payment code) is kept encrypted with the entry's cipher, so the database never holds
     it in clear, and is still replayed to a retry of the same request."""
 
-    def __init__(self, cipher: SecretCipher) -> None:
+    def __init__(self, cipher: SecretCipher, *, synchronous: bool = False) -> None:
         self.cipher = cipher
+        self.synchronous = synchronous
 
     def reserve(
         self,
@@ -124,6 +126,8 @@ class IdempotencyStore:
         sealed = _no_store(response.headers)
         body = self.cipher.seal(response.body) if sealed else response.body
         with tenant.unit_of_work() as uow:
+            if not self.synchronous:
+                commit_without_flush_wait(uow.session)
             # Core, on the hot path: the tenant is in the WHERE clause explicitly.
             uow.session.execute(_COMPLETE, {
                 "row_id": reservation.row_id, "row_tenant": tenant.id, "status": "done",
