@@ -105,7 +105,7 @@ def test_a_subscriber_that_keeps_failing_is_given_up_after_max_attempts(app_with
 
 
 @BOTH
-def test_events_committed_by_a_process_that_died_before_delivering_are_relayed(app_with) -> None:
+def test_events_committed_by_a_process_that_died_before_delivering_are_relayed(app_with, sim_clock) -> None:
     good = Subscriber()
     app = app_with(good=good)
     bus = app.container.event_bus()
@@ -114,19 +114,23 @@ def test_events_committed_by_a_process_that_died_before_delivering_are_relayed(a
         bus.stage(session, event)
         session.info.clear()  # the process "dies" after commit, before after_commit delivers
     assert good.seen == []
+    # The committing process held the first attempt; sweepers wait for its lease to end.
+    assert OutboxRelay(app).run_once().claimed == 0
+    sim_clock.advance(seconds=61)
     assert OutboxRelay(app).run_once().delivered == 1
     assert good.seen == [event.id]
     assert OutboxRelay(app).run_once().claimed == 0
 
 
 @BOTH
-def test_only_one_claimant_delivers_an_attempt(app_with) -> None:
+def test_only_one_claimant_delivers_an_attempt(app_with, sim_clock) -> None:
     app = app_with(good=Subscriber())
     bus = app.container.event_bus()
     event = Event(type="test.race", tenant_id="bank", occurred_at=app.clock.now(), payload={})
     with tenant_session(app.session_factory, "bank") as session:
         bus.stage(session, event)
         session.info.clear()
+    sim_clock.advance(seconds=61)
     relay = OutboxRelay(app)
     tenant = app.tenant("bank")
     assert relay._claim(tenant, event.id) is not None
@@ -174,3 +178,19 @@ def test_the_served_app_sweeps_the_outbox_in_the_background(app_with, sim_clock)
         while not flaky.seen and time.monotonic() < deadline:
             time.sleep(0.1)
     assert flaky.seen == [event.id]
+
+
+@BOTH
+def test_the_events_of_one_unit_of_work_are_recorded_in_one_more_transaction(app_with) -> None:
+    from sqlalchemy import event as sa_event
+
+    good = Subscriber()
+    app = app_with(good=good)
+    commits: list[int] = []
+    sa_event.listen(app.engine, "commit", lambda _conn: commits.append(1))
+    with app.tenant("bank").unit_of_work() as uow:
+        raised = [uow.publish("test.many", {"n": n}).id for n in range(3)]
+    assert good.seen == raised
+    assert len(commits) == 2  # the work itself, then the receipts of all three events
+    assert all(row.delivered_at is not None for row in rows(app, OutboxEvent))
+    assert sorted(d.event_id for d in rows(app, OutboxDelivery)) == sorted(raised)
