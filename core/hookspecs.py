@@ -149,6 +149,48 @@ def sceneos_on_event(event: Event, tenant: Tenant) -> None:
 
 
 # -------------------------------------------------------------------------------------------------
+# Contracts between modules: funding sources and webhook endpoints
+# -------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def sceneos_funding_sources(tenant: Tenant) -> list[Any]:  # type: ignore[empty-body]
+    """Offer the ways a customer of ``tenant`` can fund a payment besides their own account.
+
+    Called (through :func:`core.funding.funding_sources`) whenever a payment module needs a
+    funding source by name, e.g. when a wallet pays a QR code or a cashier scans a payment code
+    funded by credit pay. Called often: build nothing expensive, do no I/O. Only the plugins of
+    the tenant's enabled modules answer, so a source of a module the bank has not enabled is
+    never offered.
+
+    :param tenant: the bank the payment is for.
+    :return: a list of :class:`core.funding.FundingSource` (collected from every plugin; a name
+        offered twice is an error), or None.
+    """
+
+
+@hookspec
+def sceneos_webhook_endpoints(
+    tenant: Tenant, uow: Any, event: Event | None, recipient: str | None
+) -> list[Any]:  # type: ignore[empty-body]
+    """Offer webhook receivers other than partners (e.g. a merchant's own system).
+
+    Called by the super entry's webhook sender in the unit of work ``uow``: once per committed
+    event of ``tenant`` with ``event`` set (which endpoints should get it), and once per delivery
+    attempt with ``recipient`` set (the URL and secrets to send with now). Deliveries go through
+    the same outbox, signing, retries and delivery log as partners' webhooks.
+
+    :param tenant: the bank.
+    :param uow: the unit of work to read the endpoints' configuration in (never commit).
+    :param event: the committed event to route, or None when looking up ``recipient``.
+    :param recipient: the recipient id of a delivery being sent, or None when routing ``event``.
+    :return: a list of :class:`infra.entry.webhooks.WebhookEndpoint` whose ``recipient`` ids
+        contain a ``:`` (``"<module>:<id>"``, never a partner id), or None. For ``event``, the
+        endpoints that want it; for ``recipient``, at most that one.
+    """
+
+
+# -------------------------------------------------------------------------------------------------
 # Demo
 # -------------------------------------------------------------------------------------------------
 

@@ -14,6 +14,11 @@
 Which partner gets which event: an event whose payload names a ``partner_id`` goes to that partner
 only (its own users' and operations' events); other events go to partners whose ``webhook_events``
 patterns match the type. A partner needs a ``webhook_url`` and a webhook secret.
+
+Modules may add receivers that are not partners (a merchant's own system) through the hook
+``sceneos_webhook_endpoints``: each :class:`WebhookEndpoint` has a recipient id containing ``:``
+(never a partner id), kept in the delivery's ``partner_id`` column, and is signed, retried and
+logged exactly like a partner.
 """
 
 from __future__ import annotations
@@ -66,6 +71,36 @@ def event_body(event: Event) -> bytes:
     return json.dumps(document, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode("utf-8")
 
 
+@dataclass(frozen=True)
+class WebhookEndpoint:
+    """A webhook receiver a module offers (hook ``sceneos_webhook_endpoints``).
+
+    ``recipient`` is ``"<module>:<id>"`` (a ``:`` keeps it apart from partner ids); ``secrets`` are
+    the active signing secrets, newest first (one ``v1`` signature each).
+    """
+
+    recipient: str
+    url: str
+    secrets: tuple[str, ...]
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        if ":" not in self.recipient or len(self.recipient) > 64:
+            raise ValueError(f"webhook endpoint recipient {self.recipient!r} must be '<module>:<id>', at most 64 characters")
+
+    def __repr__(self) -> str:  # never print the secrets
+        return f"WebhookEndpoint(recipient={self.recipient!r}, url={mask_text(self.url)!r}, secrets=<{len(self.secrets)}>)"
+
+
+def module_endpoints(tenant: Tenant, uow: object, *, event: Event | None = None,
+                     recipient: str | None = None) -> list[WebhookEndpoint]:
+    """The modules' endpoints that want ``event``, or the one named ``recipient``."""
+    found: list[WebhookEndpoint] = []
+    for offered in tenant.hooks.hook.sceneos_webhook_endpoints(tenant=tenant, uow=uow, event=event, recipient=recipient):
+        found.extend(endpoint for endpoint in offered or () if recipient is None or endpoint.recipient == recipient)
+    return found
+
+
 def _tenant_partners(uow_session: object, tenant: Tenant) -> list[Partner]:
     configured = [_from_settings(tenant.id, pid, s) for pid, s in tenant.settings.partners.items()]
     rows = uow_session.scalars(select(EntryPartner)).all()  # type: ignore[attr-defined]
@@ -94,10 +129,12 @@ def record_event(event: Event, tenant: Tenant) -> int:
     with tenant.unit_of_work() as uow:
         now = uow.clock.now()
         body = event_body(event)
-        for partner in recipients(event, _tenant_partners(uow.session, tenant)):
+        chosen = [partner.partner_id for partner in recipients(event, _tenant_partners(uow.session, tenant))]
+        chosen += [endpoint.recipient for endpoint in module_endpoints(tenant, uow, event=event) if endpoint.enabled]
+        for recipient in chosen:
             created += insert_ignoring_conflict(uow, EntryWebhookDelivery, {
                 "id": "whd_" + secrets.token_hex(12), "event_id": event.id, "event_type": event.type,
-                "partner_id": partner.partner_id, "body": body, "status": "pending", "attempts": 0,
+                "partner_id": recipient, "body": body, "status": "pending", "attempts": 0,
                 "next_attempt_at": now, "last_status_code": None, "last_error": None, "created_at": now,
                 "delivered_at": None,
             }) is not None
@@ -188,16 +225,27 @@ class WebhookDispatcher:
         if row is None:
             return None
         with tenant.unit_of_work() as uow:
-            partner = self.entry.directory.get(uow, row.partner_id)
-            secrets_ = self.entry.directory.webhook_secrets(uow, partner) if partner is not None else []
+            url: str | None = None
+            enabled = False
+            if ":" in row.partner_id:  # a module's endpoint (sceneos_webhook_endpoints)
+                found = module_endpoints(tenant, uow, recipient=row.partner_id)
+                if found:
+                    url, enabled, secrets_ = found[0].url, found[0].enabled, list(found[0].secrets)
+                else:
+                    secrets_ = []
+            else:
+                partner = self.entry.directory.get(uow, row.partner_id)
+                secrets_ = self.entry.directory.webhook_secrets(uow, partner) if partner is not None else []
+                if partner is not None:
+                    url, enabled = partner.webhook_url, partner.enabled
             sent_at = uow.clock.now()
         status_code: int | None = None
         error: str | None = None
         started = time.perf_counter()
-        if partner is None or not partner.enabled or not partner.webhook_url:
-            error = "partner has no webhook URL or is disabled"
+        if not enabled or not url:
+            error = "recipient has no webhook URL or is disabled"
         elif not secrets_:
-            error = "partner has no webhook secret"
+            error = "recipient has no webhook secret"
         else:
             headers = {
                 "Content-Type": "application/json",
@@ -207,7 +255,7 @@ class WebhookDispatcher:
                 WEBHOOK_DELIVERY_ID_HEADER: row.id,
             }
             try:
-                response = self.client.post(partner.webhook_url, content=row.body, headers=headers)
+                response = self.client.post(url, content=row.body, headers=headers)
                 status_code = response.status_code
                 if not 200 <= status_code < 300:
                     error = f"HTTP {status_code}"

@@ -16,6 +16,22 @@ from core.errors import NotFound, ValidationFailed
 from core.http import module_runtime
 from core.tenancy import ModuleRuntime
 from infra.entry.consent import EndUser, require_consent
+from products.credit_pay.billing import StatementView, TransactionView
+from products.credit_pay.calc import Method
+from products.credit_pay.installments import (
+    BalanceConversion,
+    InstallmentService,
+    PlanView,
+    PurchaseConversion,
+)
+from products.credit_pay.lines import (
+    REASON_PATTERN,
+    BankOnly,
+    LineAdjustmentDraft,
+    LineAdjustmentView,
+    LineService,
+)
+from products.credit_pay.repayment import RepaymentDraft, RepaymentView
 from products.credit_pay.service import (
     ID_PATTERN,
     AccountView,
@@ -99,6 +115,34 @@ def _own_purchase(service: CreditPayService, purchase_id: str, partner_id: str |
         if service.purchase_partner(purchase_id) != partner_id:
             raise NotFound(f"no purchase {purchase_id!r}")
     return purchase
+
+
+class PurchaseConversionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    plan_id: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN)
+    terms: int = Field(ge=1, le=360)
+    method: Method
+
+
+class BalanceConversionBody(PurchaseConversionBody):
+    amount_minor: int = Field(gt=0, le=10**15)
+    statement_ref: str | None = Field(default=None, min_length=1, max_length=64, pattern=ID_PATTERN)
+
+
+class LineAdjustmentBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    adjustment_id: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN)
+    new_line_minor: int = Field(ge=0, le=10**15)
+    reason: str = Field(pattern=REASON_PATTERN)
+    note: str | None = Field(default=None, max_length=200)
+    forced: bool = False
+
+
+def _bank_only(request: Request) -> None:
+    if _partner_id(request) is not None:
+        raise BankOnly("line adjustment is the bank's own decision, not a partner's")
 
 
 def router() -> APIRouter:
@@ -213,6 +257,75 @@ def router() -> APIRouter:
             response.status_code = 200
         return result
 
+    # --- lifecycle: repayments, statements, transactions (products/credit_pay/repayment.py, billing.py)
+
+    @api.post("/repayments", status_code=201)
+    def repay(
+        draft: RepaymentDraft,
+        request: Request,
+        response: Response,
+        user: EndUser | None = Depends(require_consent("credit_decision")),
+        runtime: ModuleRuntime = Depends(credit_pay),
+    ) -> RepaymentView:
+        with runtime.tenant.unit_of_work() as uow:
+            service = runtime.container.service(uow=uow, partner_id=_partner_id(request))
+            _own_account(service, draft.account_no, user)
+            result = service.repay(draft)
+        if not result.created:
+            response.status_code = 200
+        return result  # type: ignore[no-any-return]
+
+    @api.get("/accounts/{account_no}/repayments")
+    def list_repayments(
+        account_no: str,
+        request: Request,
+        user: EndUser | None = Depends(require_consent("credit_decision")),
+        runtime: ModuleRuntime = Depends(credit_pay),
+    ) -> list[RepaymentView]:
+        with runtime.tenant.unit_of_work() as uow:
+            service = runtime.container.service(uow=uow, partner_id=_partner_id(request))
+            _own_account(service, account_no, user)
+            return service.repayments(account_no)
+
+    @api.get("/accounts/{account_no}/statements")
+    def list_statements(
+        account_no: str,
+        request: Request,
+        user: EndUser | None = Depends(require_consent("credit_decision")),
+        runtime: ModuleRuntime = Depends(credit_pay),
+    ) -> list[StatementView]:
+        with runtime.tenant.unit_of_work() as uow:
+            service = runtime.container.service(uow=uow, partner_id=_partner_id(request))
+            _own_account(service, account_no, user)
+            return service.statements(account_no)
+
+    @api.get("/statements/{statement_no}")
+    def get_statement(
+        statement_no: str,
+        request: Request,
+        user: EndUser | None = Depends(require_consent("credit_decision")),
+        runtime: ModuleRuntime = Depends(credit_pay),
+    ) -> StatementView:
+        with runtime.tenant.unit_of_work() as uow:
+            service = runtime.container.service(uow=uow, partner_id=_partner_id(request))
+            try:
+                _own_account(service, service.statement_account(statement_no), user)
+            except NotFound:
+                raise NotFound(f"no statement {statement_no!r}") from None
+            return service.statement(statement_no)  # type: ignore[no-any-return]
+
+    @api.get("/accounts/{account_no}/transactions")
+    def list_transactions(
+        account_no: str,
+        request: Request,
+        user: EndUser | None = Depends(require_consent("credit_decision")),
+        runtime: ModuleRuntime = Depends(credit_pay),
+    ) -> list[TransactionView]:
+        with runtime.tenant.unit_of_work() as uow:
+            service = runtime.container.service(uow=uow, partner_id=_partner_id(request))
+            _own_account(service, account_no, user)
+            return service.transactions(account_no)
+
     @api.post("/products/{product}/trials")
     def trial(
         product: str, body: TrialBody, request: Request, runtime: ModuleRuntime = Depends(credit_pay)
@@ -221,5 +334,122 @@ def router() -> APIRouter:
             return runtime.container.service(uow=uow, partner_id=_partner_id(request)).trial(
                 product, body.amount_minor, terms=body.terms, method=body.method
             )
+
+    # --- installment plans and line adjustment (products/credit_pay/installments.py, lines.py) ---
+
+    def _own_plan(plans: InstallmentService, plan_no: str, user: EndUser | None) -> None:
+        try:
+            _own_account(plans.pay, plans.plan_account(plan_no), user)
+        except NotFound:
+            raise NotFound(f"no installment plan {plan_no!r}") from None
+
+    @api.post("/purchases/{purchase_id}/installments", status_code=201)
+    def convert_purchase(
+        purchase_id: str,
+        body: PurchaseConversionBody,
+        request: Request,
+        response: Response,
+        user: EndUser | None = Depends(require_consent("credit_decision")),
+        runtime: ModuleRuntime = Depends(credit_pay),
+    ) -> PlanView:
+        partner_id = _partner_id(request)
+        with runtime.tenant.unit_of_work() as uow:
+            service = runtime.container.service(uow=uow, partner_id=partner_id)
+            _own_account(service, _own_purchase(service, purchase_id, partner_id).account_no, user)
+            draft = PurchaseConversion(purchase_id=purchase_id, **body.model_dump())
+            result = InstallmentService(service).convert_purchase(draft)
+        if not result.created:
+            response.status_code = 200
+        return result
+
+    @api.post("/accounts/{account_no}/installments", status_code=201)
+    def convert_balance(
+        account_no: str,
+        body: BalanceConversionBody,
+        request: Request,
+        response: Response,
+        user: EndUser | None = Depends(require_consent("credit_decision")),
+        runtime: ModuleRuntime = Depends(credit_pay),
+    ) -> PlanView:
+        with runtime.tenant.unit_of_work() as uow:
+            service = runtime.container.service(uow=uow, partner_id=_partner_id(request))
+            _own_account(service, account_no, user)
+            draft = BalanceConversion(account_no=account_no, **body.model_dump())
+            result = InstallmentService(service).convert_balance(draft)
+        if not result.created:
+            response.status_code = 200
+        return result
+
+    @api.get("/accounts/{account_no}/installments")
+    def list_plans(
+        account_no: str,
+        request: Request,
+        user: EndUser | None = Depends(require_consent("credit_decision")),
+        runtime: ModuleRuntime = Depends(credit_pay),
+    ) -> list[PlanView]:
+        with runtime.tenant.unit_of_work() as uow:
+            service = runtime.container.service(uow=uow, partner_id=_partner_id(request))
+            _own_account(service, account_no, user)
+            return InstallmentService(service).plans(account_no)
+
+    @api.get("/installments/{plan_no}")
+    def get_plan(
+        plan_no: str,
+        request: Request,
+        user: EndUser | None = Depends(require_consent("credit_decision")),
+        runtime: ModuleRuntime = Depends(credit_pay),
+    ) -> PlanView:
+        with runtime.tenant.unit_of_work() as uow:
+            plans = InstallmentService(runtime.container.service(uow=uow, partner_id=_partner_id(request)))
+            _own_plan(plans, plan_no, user)
+            return plans.plan(plan_no)
+
+    @api.post("/installments/{plan_no}/payoff")
+    def pay_off_plan(
+        plan_no: str,
+        request: Request,
+        user: EndUser | None = Depends(require_consent("credit_decision")),
+        runtime: ModuleRuntime = Depends(credit_pay),
+    ) -> PlanView:
+        with runtime.tenant.unit_of_work() as uow:
+            plans = InstallmentService(runtime.container.service(uow=uow, partner_id=_partner_id(request)))
+            _own_plan(plans, plan_no, user)
+            return plans.pay_off(plan_no)
+
+    @api.post("/installments/{plan_no}/cancel")
+    def cancel_plan(
+        plan_no: str,
+        request: Request,
+        user: EndUser | None = Depends(require_consent("credit_decision")),
+        runtime: ModuleRuntime = Depends(credit_pay),
+    ) -> PlanView:
+        with runtime.tenant.unit_of_work() as uow:
+            plans = InstallmentService(runtime.container.service(uow=uow, partner_id=_partner_id(request)))
+            _own_plan(plans, plan_no, user)
+            return plans.cancel(plan_no)
+
+    @api.post("/accounts/{account_no}/line", status_code=201)
+    def adjust_line(
+        account_no: str,
+        body: LineAdjustmentBody,
+        request: Request,
+        response: Response,
+        runtime: ModuleRuntime = Depends(credit_pay),
+    ) -> LineAdjustmentView:
+        _bank_only(request)
+        with runtime.tenant.unit_of_work() as uow:
+            draft = LineAdjustmentDraft(account_no=account_no, **body.model_dump())
+            result = LineService(runtime.container.service(uow=uow)).adjust(draft)
+        if not result.created:
+            response.status_code = 200
+        return result
+
+    @api.get("/accounts/{account_no}/line_adjustments")
+    def line_history(
+        account_no: str, request: Request, runtime: ModuleRuntime = Depends(credit_pay)
+    ) -> list[LineAdjustmentView]:
+        _bank_only(request)
+        with runtime.tenant.unit_of_work() as uow:
+            return LineService(runtime.container.service(uow=uow)).history(account_no)
 
     return api

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -84,5 +86,241 @@ def purchases(
             str(row.refunded_minor),
             ",".join(row.reasons),
             row.created_at.isoformat(),
+        )
+    console.print(table)
+
+
+# --- lifecycle: repayments, statements, transactions (the bank's own channel) --------------------
+
+
+def _service_call(config: str | None, tenant: str, call: Any) -> Any:
+    """Run ``call(service)`` in one unit of work; a domain error is one line and exit code 1."""
+    from core.errors import SceneOSError
+
+    try:
+        with open_app(config) as app:
+            runtime = app.tenant(tenant).module("credit_pay")
+            with runtime.tenant.unit_of_work() as uow:
+                return call(runtime.container.service(uow=uow))
+    except SceneOSError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+@cli.command("repay")
+def repay(
+    account_no: str = typer.Argument(..., help="credit account number (cpa_...)"),
+    amount_minor: int = typer.Argument(..., help="amount in minor units (fen)"),
+    repayment_id: str = typer.Option(..., "--id", help="the bank's id of the repayment (idempotent)"),
+    tenant: str = TENANT,
+    config: str | None = CONFIG,
+) -> None:
+    """Apply a repayment through the bank's own channel, allocated in the product's order."""
+    from pydantic import ValidationError
+
+    from products.credit_pay.repayment import RepaymentDraft
+
+    try:
+        draft = RepaymentDraft(repayment_id=repayment_id, account_no=account_no, amount_minor=amount_minor)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        console.print(f"[red]error:[/red] {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
+        raise typer.Exit(1) from None
+    view = _service_call(config, tenant, lambda service: service.repay(draft))
+    allocation = ", ".join(f"{k} {v}" for k, v in view.allocation.items() if v)
+    state = "applied" if view.created else "already applied"
+    console.print(f"repayment {view.repayment_id} {state}: {view.amount_minor} {view.currency} ({allocation})")
+
+
+@cli.command("statements")
+def statements(
+    account_no: str = typer.Argument(..., help="credit account number (cpa_...)"),
+    tenant: str = TENANT,
+    config: str | None = CONFIG,
+) -> None:
+    """Every statement of an account, newest first."""
+    rows = _service_call(config, tenant, lambda service: service.statements(account_no))
+    table = Table(title=f"statements of {account_no}")
+    columns = ("statement", "date", "due", "previous", "purchases", "installments", "interest", "penalty",
+               "fees", "payments", "new balance", "minimum", "paid", "status")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("statement", "status") else "right")
+    for s in rows:
+        table.add_row(
+            s.statement_no, s.statement_date.isoformat(), s.due_date.isoformat(), str(s.previous_balance_minor),
+            str(s.purchases_minor), str(s.installments_minor), str(s.interest_minor), str(s.penalty_minor),
+            str(s.fees_minor), str(s.payments_minor), str(s.new_balance_minor), str(s.minimum_payment_minor),
+            str(s.paid_minor), s.status,
+        )
+    console.print(table)
+
+
+@cli.command("statement")
+def statement(
+    statement_no: str = typer.Argument(..., help="statement number (cpa_...-YYYYMMDD)"),
+    tenant: str = TENANT,
+    config: str | None = CONFIG,
+) -> None:
+    """One statement: its figures and its lines."""
+    view = _service_call(config, tenant, lambda service: service.statement(statement_no))
+    figures = Table(show_header=False, title=f"statement {view.statement_no}")
+    for key, value in view.model_dump(exclude={"lines"}).items():
+        figures.add_row(key, str(value))
+    console.print(figures)
+    _print_transactions(view.lines or [], "lines")
+
+
+@cli.command("transactions")
+def transactions(
+    account_no: str = typer.Argument(..., help="credit account number (cpa_...)"),
+    tenant: str = TENANT,
+    config: str | None = CONFIG,
+) -> None:
+    """Every movement of an account's balance, oldest first."""
+    rows = _service_call(config, tenant, lambda service: service.transactions(account_no))
+    _print_transactions(rows, f"transactions of {account_no}")
+
+
+def _print_transactions(rows: list[Any], title: str) -> None:
+    table = Table(title=title)
+    for column in ("date", "kind", "amount", "reference", "statement"):
+        table.add_column(column, justify="right" if column == "amount" else "left")
+    for t in rows:
+        table.add_row(t.business_date.isoformat(), t.kind, str(t.amount_minor), t.reference, t.statement_no or "")
+    console.print(table)
+
+
+# --- installment plans and line adjustment (products/credit_pay/installments.py, lines.py) --------
+
+
+def _in_unit_of_work(config: str | None, tenant: str, call: Any) -> Any:
+    """``call(credit-pay service)`` in one unit of work; bad input or a refusal is one line, exit 1."""
+    from pydantic import ValidationError
+
+    from core.errors import SceneOSError
+
+    try:
+        with open_app(config) as app:
+            runtime = app.tenant(tenant).module("credit_pay")
+            with runtime.tenant.unit_of_work() as uow:
+                return call(runtime.container.service(uow=uow))
+    except SceneOSError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        console.print(f"[red]error:[/red] {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
+        raise typer.Exit(1) from None
+
+
+def _print_plan(plan: Any) -> None:
+    table = Table(
+        title=f"{plan.plan_no} ({plan.source}{' ' + plan.purchase_id if plan.purchase_id else ''}): "
+        f"{plan.terms} x {plan.method} on {plan.principal_minor} {plan.currency}, annualized "
+        f"{plan.annualized_rate_bps} bps (IRR), {plan.status}, remaining {plan.remaining_principal_minor}"
+    )
+    for column in ("#", "due on", "principal", "interest", "fee", "total", "status", "billed on"):
+        table.add_column(column, justify="right")
+    for item in plan.installments:
+        table.add_row(
+            str(item.term_no),
+            item.due_on.isoformat(),
+            str(item.principal_minor),
+            str(item.interest_minor),
+            str(item.fee_minor),
+            str(item.total_minor),
+            item.status,
+            item.billed_on.isoformat() if item.billed_on else "",
+        )
+    console.print(table)
+
+
+@cli.command("plans")
+def plans(
+    account_no: str = typer.Argument(..., help="credit account number (cpa_...)"),
+    tenant: str = TENANT,
+    config: str | None = CONFIG,
+) -> None:
+    """Every installment plan of an account with its schedule."""
+    from products.credit_pay.installments import InstallmentService
+
+    found = _in_unit_of_work(config, tenant, lambda pay: InstallmentService(pay).plans(account_no))
+    if not found:
+        console.print(f"no installment plans on {account_no}")
+    for plan in found:
+        _print_plan(plan)
+
+
+@cli.command("plan")
+def plan(
+    plan_no: str = typer.Argument(..., help="installment plan number (cpi_...)"),
+    tenant: str = TENANT,
+    config: str | None = CONFIG,
+) -> None:
+    """One installment plan and its schedule."""
+    from products.credit_pay.installments import InstallmentService
+
+    _print_plan(_in_unit_of_work(config, tenant, lambda pay: InstallmentService(pay).plan(plan_no)))
+
+
+@cli.command("adjust-line")
+def adjust_line(
+    account_no: str = typer.Argument(..., help="credit account number (cpa_...)"),
+    new_line_minor: int = typer.Argument(..., help="the new line in minor units (fen)"),
+    adjustment_id: str = typer.Option(..., "--id", help="the bank's id of this adjustment (idempotent)"),
+    reason: str = typer.Option(..., help="reason code, e.g. customer_request, risk_review"),
+    note: str | None = typer.Option(None, help="free text for the history (no personal data)"),
+    forced: bool = typer.Option(False, "--forced", help="lower below the amount in use (available becomes 0)"),
+    tenant: str = TENANT,
+    config: str | None = CONFIG,
+) -> None:
+    """Raise or lower an account's line, with a reason."""
+    from products.credit_pay.lines import LineAdjustmentDraft, LineService
+
+    def call(pay: Any) -> Any:
+        draft = LineAdjustmentDraft(
+            adjustment_id=adjustment_id,
+            account_no=account_no,
+            new_line_minor=new_line_minor,
+            reason=reason,
+            note=note,
+            forced=forced,
+        )
+        return LineService(pay).adjust(draft)
+
+    view = _in_unit_of_work(config, tenant, call)
+    state = "applied" if view.created else "already applied"
+    console.print(
+        f"line adjustment {view.adjustment_id} {state}: {view.previous_line_minor} -> {view.new_line_minor} "
+        f"({view.kind}, {view.used_minor} in use)"
+    )
+
+
+@cli.command("line-history")
+def line_history(
+    account_no: str = typer.Argument(..., help="credit account number (cpa_...)"),
+    tenant: str = TENANT,
+    config: str | None = CONFIG,
+) -> None:
+    """Every line adjustment and review of an account, oldest first."""
+    from products.credit_pay.lines import LineService
+
+    rows = _in_unit_of_work(config, tenant, lambda pay: LineService(pay).history(account_no))
+    table = Table(title=f"line history of {account_no}")
+    for column in ("id", "date", "source", "kind", "from", "to", "in use", "ledger", "forced", "reason", "note"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row.adjustment_id,
+            row.business_date.isoformat(),
+            row.source,
+            row.kind,
+            str(row.previous_line_minor),
+            str(row.new_line_minor),
+            str(row.used_minor),
+            str(row.ledger_delta_minor),
+            "yes" if row.forced else "",
+            row.reason,
+            row.note or "",
         )
     console.print(table)

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -47,8 +47,10 @@ from products.credit_pay.calc import Method, Schedule, schedule
 from products.credit_pay.models import (
     CreditPayAccount,
     CreditPayApplication,
+    CreditPayCycle,
     CreditPayPurchase,
     CreditPayRefund,
+    CreditPayTransaction,
 )
 from products.credit_pay.settings import CreditPaySettings, CreditProduct
 
@@ -125,6 +127,17 @@ class AccountView(BaseModel):
     annual_rate_bps: int
     fee_rate_bps: int
     created_at: datetime
+    # The lifecycle (end of day, repayments): what is owed by component, net of a credit balance.
+    interest_minor: int = 0
+    penalty_minor: int = 0
+    fees_minor: int = 0
+    credit_balance_minor: int = 0
+    balance_minor: int = 0
+    past_due_minor: int = 0
+    days_past_due: int = 0
+    bucket: str = "M0"
+    revolving: bool = False
+    processed_through: date | None = None
 
 
 class ActivationView(BaseModel):
@@ -383,6 +396,9 @@ class CreditPayService:
                 metadata={"decision_no": decision_no},
             )
         )
+        from products.credit_pay.end_of_day import Lifecycle
+
+        Lifecycle(self).ensure_cycle(row)
         return row
 
     def _application_view(self, row: CreditPayApplication, *, created: bool) -> ActivationView:
@@ -431,9 +447,30 @@ class CreditPayService:
         )
 
     def _account_view(self, row: CreditPayAccount) -> AccountView:
+        from products.credit_pay.end_of_day import owed, read_balances
+
         balances = self._balances(row)
         product = self._product(row.product_code)
+        cycle = self.session.scalars(
+            select(CreditPayCycle).where(CreditPayCycle.account_no == row.account_no)
+        ).one_or_none()
+        lifecycle: dict[str, Any] = {}
+        if cycle is not None:
+            owed_by = read_balances(self.ledger, [row.account_no])[row.account_no]
+            lifecycle = {
+                "interest_minor": owed_by["interest"],
+                "penalty_minor": owed_by["penalty"],
+                "fees_minor": owed_by["fee"],
+                "credit_balance_minor": owed_by["credit"],
+                "balance_minor": owed(owed_by),
+                "past_due_minor": cycle.past_due_minor,
+                "days_past_due": cycle.days_past_due,
+                "bucket": cycle.bucket,
+                "revolving": cycle.revolving,
+                "processed_through": cycle.processed_through,
+            }
         return AccountView(
+            **lifecycle,
             account_no=row.account_no,
             customer_no=row.customer_no,
             product=row.product_code,
@@ -450,7 +487,75 @@ class CreditPayService:
         )
 
     def account(self, account_no: str) -> AccountView:
-        return self._account_view(self._account_row(account_no))
+        row = self._account_row(account_no)
+        self.catch_up(row)
+        return self._account_view(row)
+
+    # --- lifecycle: catch-up, repayment, statements (end_of_day.py, repayment.py, billing.py) ----
+
+    def catch_up(self, account: CreditPayAccount) -> CreditPayCycle:
+        """Run the end-of-day dates the account has missed, through yesterday, before it is
+        touched (Fineract's inline close of business). A no-op when it is up to date."""
+        from products.credit_pay.end_of_day import Lifecycle, run_through
+
+        through = self.tenant.business_date() - timedelta(days=1)
+        cycle = Lifecycle(self).ensure_cycle(account)
+        if cycle.processed_through < through:
+            # Behind: take the account's lock (the batch holds it while it works on the account),
+            # then the engine re-reads the cycle, so a day is never run twice concurrently.
+            run_through(self, [self._account_row(account.account_no, lock=True)], through)
+        return cycle
+
+    def repay(self, draft: Any) -> Any:
+        """Apply a repayment (``repayment.RepaymentDraft``); see ``products/credit_pay/repayment.py``."""
+        from products.credit_pay.repayment import repay
+
+        return repay(self, draft)
+
+    def repayments(self, account_no: str) -> list[Any]:
+        from products.credit_pay.repayment import repayments
+
+        self._account_row(account_no)
+        return repayments(self, account_no)
+
+    def statements(self, account_no: str) -> list[Any]:
+        """The account's statements, newest first."""
+        from products.credit_pay.billing import statements
+
+        self.catch_up(self._account_row(account_no))
+        return statements(self, account_no)
+
+    def statement(self, statement_no: str) -> Any:
+        """One statement with its lines."""
+        from products.credit_pay.billing import statement
+
+        return statement(self, statement_no)
+
+    def statement_account(self, statement_no: str) -> str:
+        from products.credit_pay.billing import statement_account
+
+        return statement_account(self, statement_no)
+
+    def transactions(self, account_no: str) -> list[Any]:
+        """Every movement of the account's balance, oldest first."""
+        from products.credit_pay.billing import transactions
+
+        self.catch_up(self._account_row(account_no))
+        return transactions(self, account_no)
+
+    def _record(self, account_no: str, kind: str, amount_minor: int, reference: str, entry_id: str) -> None:
+        self.session.add(
+            CreditPayTransaction(
+                account_no=account_no,
+                business_date=self.tenant.business_date(),
+                kind=kind,
+                amount_minor=amount_minor,
+                reference=reference,
+                entry_id=entry_id,
+                statement_no=None,
+                created_at=self.uow.clock.now(),
+            )
+        )
 
     def accounts_of(self, customer_no: str) -> list[AccountView]:
         rows = self.session.scalars(
@@ -474,7 +579,18 @@ class CreditPayService:
             balances = self._balances(row)
             line += row.line_minor
             used += max(row.line_minor - balances.available_minor, 0)
-        return {"existing_line_minor": line, "outstanding_minor": used, "existing_credit_count": len(rows)}
+        history = {"existing_line_minor": line, "outstanding_minor": used, "existing_credit_count": len(rows)}
+        # Days past due as end of day last left them (the history is read, never caught up here).
+        days = list(
+            self.session.scalars(
+                select(CreditPayCycle.days_past_due).where(
+                    CreditPayCycle.account_no.in_([row.account_no for row in rows])
+                )
+            )
+        )
+        if days and max(days) > 0:  # absent means current
+            history["current_days_past_due"] = max(days)
+        return history
 
     # --- purchases ----------------------------------------------------------------------------
 
@@ -489,6 +605,7 @@ class CreditPayService:
         if existing is not None:
             self._same_purchase(existing, draft)
             return self._purchase_view(existing, created=False)
+        self.catch_up(account)
         product = self._product(account.product_code)
         if draft.currency is not None and draft.currency.upper() != account.currency:
             raise ValidationFailed(
@@ -613,6 +730,7 @@ class CreditPayService:
         if row.status == "captured":
             return self._purchase_view(row, created=False)
         self._require_authorized(row, "captured")
+        self.catch_up(self._account_row(row.account_no, lock=True))
         try:
             self.ledger.post_pending(self._auth_entry(purchase_id), f"credit_pay:capture:{purchase_id}")
         except PendingExpired:
@@ -623,6 +741,7 @@ class CreditPayService:
                 ],
             ) from None
         row.status, row.resolved_at = "captured", self.uow.clock.now()
+        self._record(row.account_no, "purchase", row.amount_minor, purchase_id, f"credit_pay:capture:{purchase_id}")
         self.session.flush()
         self._publish("credit_pay.purchase.captured", row)
         return self._purchase_view(row, created=True)
@@ -699,7 +818,8 @@ class CreditPayService:
                     }
                 ],
             )
-        account = self._account_row(row.account_no)
+        account = self._account_row(row.account_no, lock=True)
+        self.catch_up(account)
         self.ledger.post(
             EntryDraft(
                 f"credit_pay:refund:{refund_id}",
@@ -713,6 +833,10 @@ class CreditPayService:
                 metadata={"purchase_id": purchase_id, "refund_id": refund_id},
             )
         )
+        # A forced line lowering's remainder takes its share of the restored line first.
+        from products.credit_pay.lines import absorb_line_shortfall  # lines builds on this module
+
+        absorb_line_shortfall(self.session, self.ledger, account, self.tenant.business_date())
         refund = CreditPayRefund(
             refund_id=refund_id,
             purchase_id=purchase_id,
@@ -720,6 +844,7 @@ class CreditPayService:
             created_at=self.uow.clock.now(),
         )
         row.refunded_minor += amount_minor
+        self._record(account.account_no, "refund", -amount_minor, refund_id, f"credit_pay:refund:{refund_id}")
         self.session.add(refund)
         self.session.flush()
         self.uow.publish(

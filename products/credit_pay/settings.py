@@ -10,6 +10,7 @@ calculation is checked again for its actual amount: no plan above the ceiling is
 from __future__ import annotations
 
 from decimal import Decimal
+from itertools import pairwise
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -53,11 +54,59 @@ class CreditProduct(StrictModel):
     annual_rate_ceiling_bps: int = Field(default=2400, ge=0, le=3600)
     # How long an authorization holds the line before it expires uncaptured.
     authorization_hold_minutes: int = Field(default=7 * 24 * 60, ge=1, le=30 * 24 * 60)
+    # Installment plans (products/credit_pay/installments.py): the smallest amount converted, and
+    # what an early payoff charges besides the remaining principal: "charges_waived" (nothing),
+    # "next_period_charge" (the next unbilled installment's interest or fee), "all_charges"
+    # (every remaining interest or fee), plus early_payoff_fee_bps of the remaining principal.
+    min_conversion_minor: int = Field(default=10_000, gt=0)
+    early_payoff: Literal["charges_waived", "next_period_charge", "all_charges"] = "charges_waived"
+    early_payoff_fee_bps: Decimal = Field(default=Decimal(0), ge=0, le=1_000, decimal_places=2)
+    # Line review (products/credit_pay/lines.py): days between scheduled reviews of an account's
+    # line (0: no scheduled review), and whether a review may lower a line (never below usage).
+    line_review_interval_days: int = Field(default=180, ge=0, le=3660)
+    line_review_may_lower: bool = True
+
+    # --- account lifecycle: billing, interest, repayment, overdue (products/credit_pay/end_of_day.py)
+    # Minimum payment on a statement: minimum_payment_bps of the statement's principal part (rounded
+    # up to the minor unit), plus every installment, interest, penalty and fee billed and any amount
+    # past due; at least minimum_payment_floor_minor, never more than the new balance.
+    minimum_payment_bps: int = Field(default=1_000, ge=0, le=10_000)
+    minimum_payment_floor_minor: int = Field(default=10_000, ge=0)
+    # Interest-free period: a statement balance paid in full by its due date (plus grace days)
+    # bears no interest; when false, revolving interest accrues on every day's principal.
+    interest_free_period: bool = True
+    # Revolving rate, a year (None: the account's own price from the credit decision); penalty rate
+    # on the amount past due, a year; both in bps, never above annual_rate_ceiling_bps.
+    revolving_annual_rate_bps: int | None = Field(default=None, ge=0, le=3600)
+    penalty_annual_rate_bps: int = Field(default=0, ge=0, le=3600)
+    # Days in the year of the daily rate (annual rate / day count).
+    interest_day_count: Literal[360, 365] = 365
+    # Charged once per statement whose minimum is not paid by the due date plus grace days.
+    late_fee_minor: int = Field(default=0, ge=0)
+    # First day past due of buckets M1, M2, ...: a day count below the first is M0; the last bucket
+    # is open-ended (with seven boundaries, "M7+").
+    overdue_bucket_days: list[int] = Field(default_factory=lambda: [1, 31, 61, 91, 121, 151, 181])
+    # Days past due at which the account is charged off (written off); 0: never.
+    charge_off_days_past_due: int = Field(default=180, ge=0, le=3660)
+    # Order in which a repayment settles what is owed (a bank's plugin may replace it per account).
+    repayment_allocation: list[Literal["penalty", "fee", "interest", "principal"]] = Field(
+        default_factory=lambda: ["penalty", "fee", "interest", "principal"]
+    )
 
     @field_validator("currency")
     @classmethod
     def _currency(cls, value: str) -> str:
         return validate_currency(value)
+
+    def bucket_of(self, days_past_due: int) -> str:
+        """The overdue bucket of a day count: "M0" .. "M<n>", the last one "M<n>+"."""
+        index = sum(1 for start in self.overdue_bucket_days if days_past_due >= start)
+        if index == len(self.overdue_bucket_days) and index > 0:
+            return f"M{index}+"
+        return f"M{index}"
+
+    def revolving_rate_bps(self, account_rate_bps: int) -> int:
+        return account_rate_bps if self.revolving_annual_rate_bps is None else self.revolving_annual_rate_bps
 
     @model_validator(mode="after")
     def _rules(self) -> CreditProduct:
@@ -65,6 +114,19 @@ class CreditProduct(StrictModel):
             raise ValueError("max_purchase_minor must not exceed max_daily_minor")
         if self.due_day == self.billing_day:
             raise ValueError("due_day must differ from billing_day")
+        for key in ("revolving_annual_rate_bps", "penalty_annual_rate_bps"):
+            rate = getattr(self, key)
+            if rate is not None and rate > self.annual_rate_ceiling_bps:
+                raise ValueError(
+                    f"{key} ({rate} bps) exceeds annual_rate_ceiling_bps ({self.annual_rate_ceiling_bps} bps)"
+                )
+        days = self.overdue_bucket_days
+        if not days or days[0] < 1 or any(b <= a for a, b in pairwise(days)):
+            raise ValueError(
+                "overdue_bucket_days must be strictly increasing day counts starting at 1 or more"
+            )
+        if sorted(self.repayment_allocation) != ["fee", "interest", "penalty", "principal"]:
+            raise ValueError("repayment_allocation must name penalty, fee, interest and principal once each")
         seen = set()
         for plan in self.installment_plans:
             key = (plan.terms, plan.method)

@@ -1,0 +1,214 @@
+"""Repayment of a credit-pay account: through the super entry (a partner) or the bank's own
+channel, idempotent on the caller's ``repayment_id``, allocated in the product's order (or the
+order a bank's plugin returns), an overpayment kept as a credit balance.
+
+One entry ``credit_pay:repayment:<repayment_id>`` moves the money: the bank's repayment clearing
+account (where the customer's funding account settles) is debited with the whole amount; each
+receivable (penalty, fee, interest, principal) is credited with its share and the credit-balance
+liability with what is left. The principal share gives the line back (line debit,
+lines-granted credit), so it can be spent again.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+
+from core.errors import Conflict, ValidationFailed
+from infra.ledger import EntryDraft, Posting
+from products.credit_pay.end_of_day import (
+    COMPONENTS,
+    allocate,
+    allocation_order,
+    component_account,
+    credit_balance_account,
+    line_restorable,
+    owed,
+    read_balances,
+    repayment_clearing_account,
+    set_bucket,
+)
+from products.credit_pay.models import CreditPayRepayment, CreditPayStatement, CreditPayTransaction
+
+if TYPE_CHECKING:
+    from products.credit_pay.service import CreditPayService
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+
+
+class RepaymentDraft(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    repayment_id: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=ID_PATTERN,
+        description="caller's id; a retry returns the same answer",
+    )
+    account_no: str = Field(min_length=1, max_length=40)
+    amount_minor: int = Field(gt=0, le=10**15)
+    currency: str | None = Field(default=None, min_length=3, max_length=3)
+
+
+class RepaymentView(BaseModel):
+    repayment_id: str
+    account_no: str
+    amount_minor: int
+    currency: str
+    partner_id: str | None
+    allocation: dict[str, int]
+    business_date: date
+    created_at: datetime
+    created: bool = True
+
+
+def _view(row: CreditPayRepayment, *, created: bool) -> RepaymentView:
+    return RepaymentView(
+        repayment_id=row.repayment_id,
+        account_no=row.account_no,
+        amount_minor=row.amount_minor,
+        currency=row.currency,
+        partner_id=row.partner_id,
+        allocation={k: int(v) for k, v in row.allocation.items()},
+        business_date=row.business_date,
+        created_at=row.created_at,
+        created=created,
+    )
+
+
+def repay(service: CreditPayService, draft: RepaymentDraft) -> RepaymentView:
+    """Apply a repayment (see the module docstring). Bad input or a retry with other content
+    changes nothing."""
+    from products.credit_pay.service import line_account, lines_granted_account
+
+    account = service._account_row(draft.account_no, lock=True)
+    existing = service.session.scalars(
+        select(CreditPayRepayment).where(CreditPayRepayment.repayment_id == draft.repayment_id)
+    ).one_or_none()
+    if existing is not None:
+        for name in ("account_no", "amount_minor"):
+            if getattr(existing, name) != getattr(draft, name):
+                raise Conflict(
+                    f"repayment {draft.repayment_id!r} exists with a different {name}",
+                    details=[
+                        {
+                            "field": name,
+                            "code": f"exists_with_different_{name}",
+                            "message": "differs from the stored repayment",
+                        }
+                    ],
+                )
+        return _view(existing, created=False)
+    if draft.currency is not None and draft.currency.upper() != account.currency:
+        raise ValidationFailed(
+            f"the account is in {account.currency}, not {draft.currency}",
+            details=[
+                {
+                    "field": "currency",
+                    "code": "currency_mismatch",
+                    "message": f"the account is in {account.currency}",
+                }
+            ],
+        )
+    if account.status == "charged_off":
+        raise Conflict(
+            f"credit account {account.account_no} is charged off; recoveries go through collections",
+            details=[{"field": "account_no", "code": "account_charged_off", "message": "charged off"}],
+        )
+    cycle = service.catch_up(account)
+    today = service.tenant.business_date()
+    order = allocation_order(service, account)
+    balances = read_balances(service.ledger, [account.account_no])[account.account_no]
+    allocation = allocate(draft.amount_minor, balances, order)
+    no, ccy = account.account_no, account.currency
+    entry_id = f"credit_pay:repayment:{draft.repayment_id}"
+    postings = [Posting.debit(repayment_clearing_account(ccy), draft.amount_minor)]
+    for component in COMPONENTS:
+        if allocation[component]:
+            postings.append(Posting.credit(component_account(component, no), allocation[component]))
+    if allocation["credit"]:
+        postings.append(Posting.credit(credit_balance_account(no), allocation["credit"]))
+    from products.credit_pay.lines import absorb_line_shortfall, shortfall_of  # lines builds on the service
+
+    shortfall = shortfall_of(service.session, no)
+    restored = line_restorable(service.ledger, account, allocation["principal"], shortfall)
+    if restored:
+        postings += [
+            Posting.debit(line_account(no), restored),
+            Posting.credit(lines_granted_account(ccy), restored),
+        ]
+    service.ledger.post(
+        EntryDraft(
+            entry_id,
+            postings,
+            description="credit pay repayment",
+            metadata={"repayment_id": draft.repayment_id, "account_no": no},
+        )
+    )
+    if restored and shortfall:  # a forced lowering's remainder takes its share of the line first
+        absorb_line_shortfall(service.session, service.ledger, account, today)
+    now = service.uow.clock.now()
+    service.session.add(
+        CreditPayTransaction(
+            account_no=no,
+            business_date=today,
+            kind="payment",
+            amount_minor=-draft.amount_minor,
+            reference=draft.repayment_id,
+            entry_id=entry_id,
+            statement_no=None,
+            created_at=now,
+        )
+    )
+    for statement in service.session.scalars(
+        select(CreditPayStatement).where(
+            CreditPayStatement.account_no == no, CreditPayStatement.status == "open"
+        )
+    ):
+        statement.paid_minor += draft.amount_minor
+    if cycle.past_due_minor > 0:
+        cycle.past_due_minor = max(cycle.past_due_minor - draft.amount_minor, 0)
+        if cycle.past_due_minor == 0:
+            cycle.overdue_since, cycle.days_past_due, cycle.penalty_carry_micros = None, 0, 0
+            after = {k: balances[k] - allocation.get(k, 0) for k in COMPONENTS}
+            after["credit"] = balances["credit"] + allocation["credit"]
+            set_bucket(service, account, cycle, "M0", today, after)
+    row = CreditPayRepayment(
+        repayment_id=draft.repayment_id,
+        account_no=no,
+        amount_minor=draft.amount_minor,
+        currency=ccy,
+        partner_id=service.partner_id,
+        allocation=allocation,
+        business_date=today,
+        created_at=now,
+    )
+    service.session.add(row)
+    service.session.flush()
+    service.uow.publish(
+        "credit_pay.payment.received",
+        {
+            "repayment_id": draft.repayment_id,
+            "account_no": no,
+            "amount_minor": draft.amount_minor,
+            "currency": ccy,
+            "allocation": allocation,
+            "balance_minor": owed(balances) - draft.amount_minor,
+            "partner_id": service.partner_id or cycle.partner_id,
+            "channel": "partner" if service.partner_id else "bank",
+        },
+        subject=f"credit_pay_account:{no}",
+    )
+    return _view(row, created=True)
+
+
+def repayments(service: CreditPayService, account_no: str) -> list[RepaymentView]:
+    rows = service.session.scalars(
+        select(CreditPayRepayment)
+        .where(CreditPayRepayment.account_no == account_no)
+        .order_by(CreditPayRepayment.id)
+    ).all()
+    return [_view(row, created=False) for row in rows]
