@@ -7,6 +7,9 @@ staff at ``/v1/tenants/{tenant_id}/{module}``, behind the admin API key
 routes a second time for partners at ``/v1/{module}``, behind signed requests. Route code reaches
 its tenant and module the same way under both mounts, through :func:`module_runtime`.
 
+A module's browser pages (``ModuleSpec.web``) are mounted at ``/web/{tenant_id}/{module}``, outside
+``/v1`` and without the admin key: they authenticate their own users.
+
 A request for a tenant that does not enable the module is a 404 that says nothing about other
 tenants.
 """
@@ -385,6 +388,18 @@ def create_http_app(app: SceneOS) -> FastAPI:
             prefix=f"/v1/tenants/{{tenant_id}}/{name}",
             tags=[name],
             dependencies=[Depends(require_admin), Depends(admin_module_guard(name))],
+        )
+
+    # Browser pages of modules: no admin key (a bank's key never reaches a browser); the module's
+    # pages authenticate their own users. Left out of the OpenAPI document, which is the API's.
+    for name, (spec, _provider) in sorted(app.modules.items()):
+        if spec.web is None:
+            continue
+        http.include_router(
+            spec.web(),
+            prefix=f"/web/{{tenant_id}}/{name}",
+            include_in_schema=False,
+            dependencies=[Depends(admin_module_guard(name, f"/web/{{tenant_id}}/{name}"))],
         )
 
     _http_hook(app)(app=app, http=http)

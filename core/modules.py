@@ -53,6 +53,9 @@ class ModuleSpec:
     migrations: Path | None = None
     # Builds the module's routes for one tenant; mounted at /v1/tenants/{tenant}/{name}.
     router: Callable[[], APIRouter] | None = None
+    # Builds the module's browser pages (e.g. a console); mounted at /web/{tenant}/{name}, outside
+    # /v1 and without the admin key: the pages authenticate their own users (sessions, CSRF).
+    web: Callable[[], APIRouter] | None = None
     jobs: Sequence[JobSpec] = ()
     cli: typer.Typer | None = None
     # Top-level aliases of the module's CLI: {"jobs": ""} exposes the whole CLI as `sceneos jobs`,

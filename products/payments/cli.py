@@ -8,6 +8,7 @@ from rich.table import Table
 
 from core.cli_support import open_app
 from core.money import Money
+from products.payments.recon_cli import register as register_recon
 
 cli = typer.Typer(help="Payments: the smart cashier.", no_args_is_help=True)
 console = Console()
@@ -79,3 +80,77 @@ def statement(
             table.add_row(kind, line.tender, str(line.count), str(Money(line.amount_minor, s.currency)))
     table.add_row("net", "", "", str(Money(s.net_minor, s.currency)))
     console.print(table)
+
+
+def _day_table(s) -> Table:
+    """A day statement as a table: sales and refunds by tender, totals, fees."""
+    table = Table("", "tender", "count", "amount", title=f"{s.scope} {s.scope_id}  {s.day.isoformat()}  ({s.currency})")
+    for kind, lines in (("sales", s.sales), ("refunds", s.refunds)):
+        for line in lines:
+            table.add_row(kind, line.tender, str(line.count), str(Money(line.amount_minor, s.currency)))
+    table.add_row("total sales", "", str(sum(line.count for line in s.sales)), str(Money(s.sales_minor, s.currency)))
+    table.add_row("total refunds", "", str(sum(line.count for line in s.refunds)),
+                  str(Money(s.refunds_minor, s.currency)))
+    table.add_row("net", "", "", str(Money(s.net_minor, s.currency)))
+    table.add_row("fees (merchant discount)", "", "", str(Money(s.fees_minor, s.currency)))
+    return table
+
+
+def _parse_day(day: str):
+    from datetime import date
+
+    try:
+        return date.fromisoformat(day)
+    except ValueError:
+        raise typer.BadParameter("day must be YYYY-MM-DD") from None
+
+
+DAY = typer.Option(..., "--day", help="business day, YYYY-MM-DD (the bank's time zone)")
+
+
+@cli.command("terminal-statement")
+def terminal_statement(terminal_id: str = typer.Argument(..., help="terminal (window) id"), day: str = DAY,
+                       tenant: str = TENANT, config: str | None = CONFIG) -> None:
+    """A terminal's day: sales and refunds by tender, net."""
+    business_day = _parse_day(day)
+    with open_app(config) as app:
+        runtime = app.tenant(tenant).module("payments")
+        with runtime.tenant.unit_of_work() as uow:
+            s = runtime.container.service(uow=uow).terminal_statement(terminal_id, business_day)
+    console.print(_day_table(s))
+
+
+@cli.command("merchant-statement")
+def merchant_statement(merchant_id: str = typer.Argument(..., help="merchant id"), day: str = DAY,
+                       tenant: str = TENANT, config: str | None = CONFIG) -> None:
+    """A merchant's day over all its terminals: sales and refunds by tender, net, fees."""
+    business_day = _parse_day(day)
+    with open_app(config) as app:
+        runtime = app.tenant(tenant).module("payments")
+        with runtime.tenant.unit_of_work() as uow:
+            s = runtime.container.service(uow=uow).merchant_statement(merchant_id, business_day)
+    console.print(_day_table(s))
+
+
+@cli.command("settlement")
+def settlement(merchant_id: str = typer.Argument(..., help="merchant id"), day: str = DAY,
+               post: bool = typer.Option(False, "--post", help="post it now (once; the day must have ended)"),
+               tenant: str = TENANT, config: str | None = CONFIG) -> None:
+    """A merchant's settlement of a day: gross, refunds, fees, net; --post posts it to the ledger."""
+    business_day = _parse_day(day)
+    with open_app(config) as app:
+        runtime = app.tenant(tenant).module("payments")
+        with runtime.tenant.unit_of_work() as uow:
+            service = runtime.container.service(uow=uow)
+            s = service.settle(merchant_id, business_day)[0] if post else service.settlement(merchant_id, business_day)
+    table = Table("", "count", "amount", title=f"settlement {s.merchant_id}  {s.business_date.isoformat()}  "
+                                               f"({'posted ' + (s.entry_id or 'nothing to move') if s.posted else 'not posted'})")
+    table.add_row("gross", str(s.payment_count), str(Money(s.gross_minor, s.currency)))
+    table.add_row("refunds", str(s.refund_count), str(Money(s.refunds_minor, s.currency)))
+    table.add_row("fees", "", str(Money(s.fees_minor, s.currency)))
+    table.add_row("net", "", str(Money(s.net_minor, s.currency)))
+    table.add_row("payout account", "", s.payout_account)
+    console.print(table)
+
+
+register_recon(cli)  # `reconcile` and `recon ...` (recon_cli.py)

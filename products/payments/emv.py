@@ -7,6 +7,7 @@ whole payload including ``6304``, as four upper-case hexadecimal characters.
 
 from __future__ import annotations
 
+import binascii
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -14,13 +15,10 @@ import segno
 
 
 def crc16_ccitt_false(data: bytes) -> int:
-    crc = 0xFFFF
-    for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
-            crc &= 0xFFFF
-    return crc
+    # binascii's CRC-CCITT (polynomial 0x1021, not reflected, no final XOR) started at 0xFFFF is
+    # exactly CRC-16/CCITT-FALSE, in C: a bit-by-bit loop in Python cost ~0.2 ms per payload, and
+    # every QR sale computes it four times (issue, resolve, pay). test_emv checks it independently.
+    return binascii.crc_hqx(data, 0xFFFF)
 
 
 def tlv(tag: str, value: str) -> str:

@@ -42,3 +42,30 @@ class RefundExceedsPaid(ValidationFailed):
 
 class WrongState(Conflict):
     code = "wrong_state"
+
+
+class FundingSourceUnavailable(ValidationFailed):
+    """The payer chose a funding source the bank does not offer (e.g. credit pay not enabled)."""
+
+    code = "funding_source_unavailable"
+
+
+class InvalidPaymentCode(ValidationFailed):
+    """Not a payment code of this bank: malformed, unknown, replaced by a newer one, or another bank's."""
+
+    code = "invalid_payment_code"
+
+
+class PaymentCodeUsed(Conflict):
+    code = "payment_code_used"
+
+
+class PaymentCodeExpired(SceneOSError):
+    code = "payment_code_expired"
+    http_status = 422
+
+
+class DayNotOver(ValidationFailed):
+    """A business day is settled only once it has ended (in the bank's time zone)."""
+
+    code = "day_not_over"

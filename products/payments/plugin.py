@@ -9,8 +9,11 @@ from core.hookspecs import hookimpl
 from core.modules import ModuleSpec
 from products.payments.api import router
 from products.payments.cli import cli
+from products.payments.console.routes import router as console_router
 from products.payments.container import PaymentsContainer
+from products.payments.reconciliation import RECONCILE
 from products.payments.settings import PaymentsSettings
+from products.payments.settlement import JOBS as SETTLEMENT_JOBS
 
 
 @hookimpl
@@ -24,6 +27,8 @@ def sceneos_register_modules() -> list[ModuleSpec]:
             settings_model=PaymentsSettings,
             migrations=Path(__file__).parent / "migrations",
             router=router,
+            web=console_router,
+            jobs=(*SETTLEMENT_JOBS, RECONCILE),
             cli=cli,
             container=PaymentsContainer,
         )
@@ -40,3 +45,11 @@ def sceneos_startup(tenant: Any) -> None:
         return
     with tenant.unit_of_work() as uow:
         runtime.container.service(uow=uow).sync_configuration()
+
+
+@hookimpl
+def sceneos_webhook_endpoints(tenant: Any, uow: Any, event: Any, recipient: str | None) -> list[Any]:
+    """Merchants' own systems as webhook receivers of their payments' events (``webhooks.py``)."""
+    from products.payments.webhooks import endpoints
+
+    return endpoints(tenant, uow, event, recipient)

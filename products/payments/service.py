@@ -11,23 +11,26 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import iso4217
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from core.errors import Conflict, NotFound, SceneOSError, ValidationFailed
+from core.funding import FundingSource, funding_sources
 from core.money import Money
 from core.tenancy import UnitOfWork
 from infra.ledger import EntryDraft, InsufficientFunds, Ledger, OwnerType, Posting, UnknownAccount
 from products.payments import emv
+from products.payments.codes import PaymentCodes
 from products.payments.errors import (
     Forbidden,
+    FundingSourceUnavailable,
     InvalidQr,
     OperatorLocked,
     PaymentFailed,
@@ -39,13 +42,34 @@ from products.payments.errors import (
 from products.payments.models import Merchant, Operator, Payment, Refund, Shift, Store, Terminal
 from products.payments.pins import hash_pin, verify_pin
 from products.payments.settings import MerchantConfig, PaymentsSettings
+from products.payments.settlement import Settlements
+from products.payments.statements import DayStatements, day_window
+from products.payments.webhooks import secret_cipher
 
 ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 ROLES = ("cashier", "supervisor")
+# Every statement lists these tenders (with zeros); other tenders (a scanned payment "code") when taken.
 TENDERS = ("qr", "cash")
+ACCOUNT = "account"  # funding from the payer's own ledger account; other names are core.funding sources
 BILL_NO = re.compile(r"^[A-Za-z0-9_.-]{1,25}$")
+MAX_AMOUNT_MINOR = 2**63 - 1  # BIGINT, as in the ledger
+QR_AMOUNT_MAX_CHARS = 13  # EMVCo MPM tag 54 (transaction amount) holds at most 13 characters
 # A PIN used by a module that never saw it is still refused in constant work: a hash to compare with.
 _DUMMY_HASH = "scrypt$1024$8$1$00000000000000000000000000000000$" + "00" * 32
+
+
+# Rows this unit of work has read, by (kind, key), in ``session.info``: a QR sale needs its merchant,
+# terminal and payment in several steps of one call (and the pay route resolves the QR again after
+# paying), so each is read once per unit of work. The cache holds the session's own ORM objects (the
+# identity map's), so a change made in the unit of work is seen through it; it is dropped on any
+# rollback, a savepoint's included, and dies with the session. A payment is kept with whether this
+# unit of work holds its row lock (read ``FOR UPDATE``, or inserted here).
+_ROWS_KEY = "sceneos_payments_rows"
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_rows(session: Session, _previous_transaction: Any) -> None:
+    session.info.pop(_ROWS_KEY, None)
 
 
 def new_no(prefix: str) -> str:
@@ -82,6 +106,11 @@ class MerchantView:
     settlement_account: str
     fee_rate: str
     stores: list[dict[str, Any]] = field(default_factory=list)
+    payout_account: str | None = None
+    webhook_url: str | None = None
+    # Whether a webhook secret is set; the secret itself is never shown.
+    webhook_secret_set: bool = False
+    webhook_events: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -152,13 +181,15 @@ class PaymentView:
     failure_code: str | None
     created_at: datetime
     completed_at: datetime | None
+    funding_source: str | None = None
+    code_ref: str | None = None
 
     @classmethod
     def of(cls, row: Payment) -> PaymentView:
         return cls(row.payment_no, row.request_id, row.tender, row.status, row.merchant_id, row.terminal_id,
                    row.shift_no, row.employee_no, row.bill_no, row.amount_minor, row.currency, row.fee_minor,
                    row.refunded_minor, row.payload, row.expires_at, row.failure_code, row.created_at,
-                   row.completed_at)
+                   row.completed_at, row.funding_source, row.code_ref)
 
     @property
     def amount(self) -> str:
@@ -169,8 +200,12 @@ class PaymentView:
         if self.status == "expired":
             raise QrExpired(f"payment {self.payment_no} expired at {self.expires_at:%Y-%m-%dT%H:%M:%SZ}")
         if self.status == "failed":
+            source = self.funding_source or "account"
+            message = ("the payer's account was not debited" if source == "account"
+                       else f"declined by the funding source {source!r}; nothing was charged")
             raise PaymentFailed(f"payment {self.payment_no} failed: {self.failure_code}",
-                                details=[{"code": self.failure_code or "failed", "message": "the payer's account was not debited"}])
+                                details=[{"field": "funding_source", "code": self.failure_code or "failed",
+                                          "message": message}])
         return self
 
 
@@ -238,8 +273,9 @@ class OperatorStatement:
     net_minor: int
 
 
-class PaymentsService:
-    """Operations on one tenant's cashier within one unit of work."""
+class PaymentsService(PaymentCodes, DayStatements, Settlements):
+    """Operations on one tenant's cashier within one unit of work (payment codes, day statements
+    and settlement are in ``codes.py``, ``statements.py`` and ``settlement.py``)."""
 
     def __init__(self, uow: UnitOfWork, settings: PaymentsSettings) -> None:
         self.uow = uow
@@ -249,7 +285,10 @@ class PaymentsService:
 
     @property
     def ledger(self) -> Ledger:
-        return self.tenant.module("ledger").container.ledger(session=self.session)
+        ledger = self.__dict__.get("_ledger")
+        if ledger is None:  # one per service (and so per session): the container's factory is not free
+            ledger = self.__dict__["_ledger"] = self.tenant.module("ledger").container.ledger(session=self.session)
+        return ledger
 
     # --- merchants, stores, terminals -----------------------------------------------------------
 
@@ -265,6 +304,12 @@ class PaymentsService:
             self.session.add(row)
         row.name, row.city, row.mcc = config.name, config.city, config.mcc
         row.settlement_account, row.fee_rate = config.settlement_account, str(config.fee_rate)
+        row.payout_account, row.webhook_url = config.payout_account, config.webhook_url
+        row.webhook_events = list(config.webhook_events)
+        if config.webhook_secret is not None:
+            row.webhook_secret_encrypted = secret_cipher(self.tenant, self.session).encrypt(config.webhook_secret.get_secret_value())
+        elif config.webhook_url is None:
+            row.webhook_secret_encrypted = None
         for store in config.stores:
             srow = self.session.scalars(select(Store).where(Store.store_id == store.store_id)).one_or_none()
             if srow is None:
@@ -300,7 +345,9 @@ class PaymentsService:
                 select(Terminal).where(Terminal.store_id == store.store_id).order_by(Terminal.id))
             stores.append({"store_id": store.store_id, "name": store.name,
                            "terminals": [{"terminal_id": t.terminal_id, "label": t.label} for t in terminals]})
-        return MerchantView(row.merchant_id, row.name, row.city, row.mcc, row.settlement_account, row.fee_rate, stores)
+        return MerchantView(row.merchant_id, row.name, row.city, row.mcc, row.settlement_account, row.fee_rate, stores,
+                            row.payout_account, row.webhook_url, row.webhook_secret_encrypted is not None,
+                            list(row.webhook_events or []))
 
     def list_merchants(self) -> list[MerchantView]:
         ids = self.session.scalars(select(Merchant.merchant_id).order_by(Merchant.id)).all()
@@ -420,24 +467,28 @@ class PaymentsService:
     def resolve(self, payload: str) -> QrQuote:
         """What a scanned payload pays: merchant, terminal, bill and amount, and its status."""
         row = self._expire_if_due(self._by_payload(payload))
-        merchant = self._merchant_row(row.merchant_id)
-        terminal = self._terminal(row.terminal_id)
+        merchant, terminal = self._merchant_row(row.merchant_id), self._terminal(row.terminal_id)
         assert merchant is not None
         return QrQuote(row.payment_no, row.status, merchant.name, merchant.city, merchant.mcc, terminal.label,
                        row.bill_no, PaymentView.of(row).amount, row.amount_minor, row.currency, row.expires_at)
 
-    def pay(self, payload: str, payer_account: str, request_id: str, *, payer_customer_no: str | None = None) -> PaymentView:
-        """Pay a scanned QR from the payer's ledger account, idempotent on ``request_id``.
+    def pay(self, payload: str, payer_account: str | None, request_id: str, *, payer_customer_no: str | None = None,
+            funding_source: str = ACCOUNT) -> PaymentView:
+        """Pay a scanned QR, idempotent on ``request_id``: from the payer's ledger account
+        (``funding_source="account"``) or from a funding source another module offers
+        (``core.funding``, e.g. ``"credit_pay"``, for the customer ``payer_customer_no``).
 
-        Holds the amount on the payer's account (pending), then captures it: the merchant's
-        settlement account gets the amount less the fee, the bank's fee income the fee. An expired
-        QR becomes ``expired`` and too little money makes the payment ``failed``; both are returned,
-        not raised, so the state commits; :meth:`PaymentView.raise_unless_paid` turns them into errors.
+        From an account: holds the amount on the payer's account (pending), then captures it: the
+        merchant's settlement account gets the amount less the fee, the bank's fee income the fee.
+        An expired QR becomes ``expired``, too little money or a source's decline makes the payment
+        ``failed``; both are returned, not raised, so the state commits;
+        :meth:`PaymentView.raise_unless_paid` turns them into errors.
         """
         _check_id(request_id, "request_id")
         row = self._by_payload(payload, lock=True)
         if row.pay_request_id is not None:
-            if row.pay_request_id == request_id and row.payer_account == payer_account:
+            if row.pay_request_id == request_id and (row.funding_source or ACCOUNT) == funding_source and (
+                    funding_source != ACCOUNT or row.payer_account == payer_account):
                 return PaymentView.of(row)
             raise WrongState(f"payment {row.payment_no} was already paid by another request")
         row = self._expire_if_due(row)
@@ -445,23 +496,61 @@ class PaymentsService:
             if row.status == "expired":
                 return PaymentView.of(row)
             raise WrongState(f"payment {row.payment_no} is {row.status} and cannot be paid")
-        ledger = self.ledger
+        self._check_funding(funding_source, payer_account, payer_customer_no, row.currency)
+        row.pay_request_id = request_id
+        self._charge(row, funding_source, payer_account, payer_customer_no)
+        return PaymentView.of(row)
+
+    def _check_funding(self, funding_source: str, payer_account: str | None, customer_no: str | None,
+                       currency: str) -> None:
+        """Refuse a funding choice that cannot be used, before anything is written."""
+        if funding_source == ACCOUNT:
+            if payer_account is None:
+                raise ValidationFailed("payer_account is required to pay from an account", details=[
+                    {"field": "payer_account", "code": "required", "message": "name the paying account"}])
+            self._payer_account(payer_account, customer_no, currency)
+            return
+        self._funding_source(funding_source)
+        if customer_no is None:
+            raise ValidationFailed(f"funding from {funding_source} needs the paying customer", details=[
+                {"field": "customer_no", "code": "required", "message": "the payer must be a linked customer"}])
+
+    def _funding_source(self, name: str) -> FundingSource:
+        source = funding_sources(self.tenant).get(name)
+        if source is None:
+            raise FundingSourceUnavailable(
+                f"funding source {name!r} is not available at this bank",
+                details=[{"field": "funding_source", "code": "funding_source_unavailable",
+                          "message": "use 'account' or a source the bank has enabled"}])
+        return source
+
+    def _payer_account(self, payer_account: str, customer_no: str | None, currency: str) -> None:
         try:
-            account = ledger.get_account(payer_account)
+            account = self.ledger.get_account(payer_account)
         except UnknownAccount:
             raise ValidationFailed("unknown payer account", details=[
                 {"field": "payer_account", "code": "unknown_account", "message": "no such account"}]) from None
-        if payer_customer_no is not None and account.owner_id != payer_customer_no:
+        if customer_no is not None and account.owner_id != customer_no:
             # A partner pays only from its own consenting user's accounts; say nothing about others.
             raise ValidationFailed("unknown payer account", details=[
                 {"field": "payer_account", "code": "unknown_account", "message": "no such account"}])
-        if account.owner_type != OwnerType.CUSTOMER or account.currency != row.currency:
+        if account.owner_type != OwnerType.CUSTOMER or account.currency != currency:
             raise ValidationFailed("the payer account must be a customer account in the payment's currency",
                                    details=[{"field": "payer_account", "code": "not_a_payer_account",
-                                             "message": "not a customer account in " + row.currency}])
+                                             "message": "not a customer account in " + currency}])
+
+    def _charge(self, row: Payment, funding_source: str, payer_account: str | None, customer_no: str | None) -> None:
+        """Fund a created payment (checked by :meth:`_check_funding`) and pay the merchant:
+        ``succeeded``, or ``failed`` with ``failure_code`` (nothing moved)."""
+        row.funding_source, row.customer_no = funding_source, customer_no
+        if funding_source != ACCOUNT:
+            self._charge_source(row, self._funding_source(funding_source))
+            return
+        assert payer_account is not None
+        ledger = self.ledger
         merchant = self._merchant_row(row.merchant_id)
         assert merchant is not None
-        row.payer_account, row.pay_request_id = payer_account, request_id
+        row.payer_account = payer_account
         postings = [Posting.debit(payer_account, row.amount_minor),
                     Posting.credit(merchant.settlement_account, row.amount_minor - row.fee_minor)]
         if row.fee_minor:
@@ -470,16 +559,44 @@ class PaymentsService:
         meta = {"payment_no": row.payment_no, "terminal_id": row.terminal_id, "employee_no": row.employee_no,
                 "bill_no": row.bill_no}
         try:
-            ledger.post(EntryDraft(f"pay:{row.payment_no}", postings, description="QR payment", metadata=meta,
-                                   pending=True, expires_at=now + timedelta(seconds=self.settings.qr_ttl_seconds)))
+            ledger.post(EntryDraft(f"pay:{row.payment_no}", postings, description=f"{row.tender.upper()} payment",
+                                   metadata=meta, pending=True,
+                                   expires_at=now + timedelta(seconds=self.settings.qr_ttl_seconds)))
         except InsufficientFunds as exc:
             row.failure_code = exc.code
             self._set_status(row, "failed")
-            return PaymentView.of(row)
+            return
         self._set_status(row, "pending")
         ledger.post_pending(f"pay:{row.payment_no}", f"pay:{row.payment_no}:capture")
         self._set_status(row, "succeeded")
-        return PaymentView.of(row)
+
+    def _charge_source(self, row: Payment, source: FundingSource) -> None:
+        """Hold and capture at the source, then pay the merchant from the source's clearing
+        account, all in this unit of work (the source's records commit with the payment)."""
+        assert row.customer_no is not None
+        merchant = self._merchant_row(row.merchant_id)
+        assert merchant is not None
+        row.funding_ref = f"payments:{row.payment_no}"
+        hold = source.hold(self.uow, customer_no=row.customer_no, amount_minor=row.amount_minor,
+                           currency=row.currency, merchant_id=row.merchant_id, reference=row.funding_ref)
+        if hold.declined:
+            row.failure_code = (hold.reasons[0] if hold.reasons else "funding_declined")[:64]
+            self._set_status(row, "failed")
+            return
+        self._set_status(row, "pending")
+        hold = source.capture(self.uow, row.funding_ref)
+        assert hold.status == "captured" and hold.amount_minor == row.amount_minor, hold
+        row.payer_account = hold.clearing_account
+        postings = [Posting.debit(hold.clearing_account, row.amount_minor),
+                    Posting.credit(merchant.settlement_account, row.amount_minor - row.fee_minor)]
+        if row.fee_minor:
+            postings.append(Posting.credit(self.settings.fee_income_account, row.fee_minor))
+        self.ledger.post(EntryDraft(f"pay:{row.payment_no}", postings,
+                                    description=f"{row.tender.upper()} payment funded by {source.name}",
+                                    metadata={"payment_no": row.payment_no, "terminal_id": row.terminal_id,
+                                              "employee_no": row.employee_no, "bill_no": row.bill_no,
+                                              "funding_source": source.name, "funding_ref": row.funding_ref}))
+        self._set_status(row, "succeeded")
 
     def expire_due(self) -> list[str]:
         """Expire every unpaid QR past its expiry (the job a scheduler runs; also done lazily)."""
@@ -524,7 +641,7 @@ class PaymentsService:
         refund = Refund(refund_no=new_no("rfd_"), request_id=request_id, payment_no=payment_no,
                         shift_no=row.shift_no, tender=row.tender, amount_minor=amount_minor, fee_minor=fee_part,
                         approved_by=approver.employee_no, reason=reason[:200], created_at=self.uow.clock.now())
-        if row.tender == "qr":
+        if row.tender != "cash":
             assert row.payer_account is not None
             merchant = self._merchant_row(row.merchant_id)
             assert merchant is not None
@@ -533,14 +650,21 @@ class PaymentsService:
                 postings.append(Posting.debit(merchant.settlement_account, amount_minor - fee_part))
             if fee_part:
                 postings.append(Posting.debit(self.settings.fee_income_account, fee_part))
-            self.ledger.post(EntryDraft(f"refund:{refund.refund_no}", postings, description="QR refund",
+            self.ledger.post(EntryDraft(f"refund:{refund.refund_no}", postings, description=f"{row.tender.upper()} refund",
                                         metadata={"payment_no": payment_no, "approved_by": approver.employee_no}))
+            if row.funding_source not in (None, ACCOUNT):
+                # The clearing account got the amount back above; the source returns it to the customer.
+                assert row.funding_ref is not None
+                self._funding_source(row.funding_source).refund(self.uow, row.funding_ref,
+                                                                f"payments:{refund.refund_no}", amount_minor)
         row.refunded_minor += amount_minor
         self.session.add(refund)
         self.session.flush()
         self.uow.publish("payments.refund.succeeded",
                          {"refund_no": refund.refund_no, "payment_no": payment_no, "amount_minor": amount_minor,
-                          "currency": row.currency, "approved_by": approver.employee_no},
+                          "currency": row.currency, "approved_by": approver.employee_no,
+                          "merchant_id": row.merchant_id, "terminal_id": row.terminal_id, "bill_no": row.bill_no,
+                          "refunded_minor": row.refunded_minor},
                          subject=f"payment:{payment_no}")
         return self._refund_view(refund)
 
@@ -560,9 +684,7 @@ class PaymentsService:
         """An operator's shifts opened on a business day (the bank's time zone), with their totals."""
         if self._operator_row(employee_no) is None:
             raise NotFound(f"no operator {employee_no!r}")
-        zone = ZoneInfo(self.tenant.timezone)
-        start = datetime.combine(day, time.min, tzinfo=zone).astimezone(UTC)
-        end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=zone).astimezone(UTC)
+        start, end = day_window(self.tenant, day)
         shifts = self.session.scalars(select(Shift.shift_no).where(
             Shift.employee_no == employee_no, Shift.opened_at >= start, Shift.opened_at < end).order_by(Shift.id)).all()
         sales, refunds = self._totals(list(shifts))
@@ -590,34 +712,40 @@ class PaymentsService:
 
     # --- internals -----------------------------------------------------------------------------
 
-    def _new_payment(self, tender: str, shift_no: str, amount_minor: int, bill_no: str, request_id: str) -> PaymentView:
+    def _new_payment(self, tender: str, shift_no: str, amount_minor: int, bill_no: str, request_id: str,
+                     code_ref: str | None = None) -> PaymentView:
         _check_id(request_id, "request_id")
         _check_amount(amount_minor)
         if not BILL_NO.match(bill_no):
             raise ValidationFailed("bill_no must be 1-25 letters, digits, '_', '.' or '-'",
                                    details=[{"field": "bill_no", "code": "invalid", "message": "bad bill number"}])
-        existing = self.session.scalars(select(Payment).where(Payment.request_id == request_id)).one_or_none()
-        if existing is not None:
-            if (existing.tender, existing.shift_no, existing.amount_minor, existing.bill_no) != (
-                    tender, shift_no, amount_minor, bill_no):
-                raise Conflict(f"request {request_id} was used for a different payment")
-            return PaymentView.of(existing)
-        shift = self._shift(shift_no)
-        if shift.closed_at is not None:
-            raise WrongState(f"shift {shift_no} is closed")
-        merchant = self._merchant_row(shift.merchant_id)
-        terminal = self._terminal(shift.terminal_id)
-        assert merchant is not None
+        if tender == "qr" and len(f"{Money(amount_minor, self.tenant.currency).amount:f}") > QR_AMOUNT_MAX_CHARS:
+            raise ValidationFailed(f"amount_minor {amount_minor} does not fit in a QR code (EMVCo tag 54 holds at "
+                                   f"most {QR_AMOUNT_MAX_CHARS} characters)",
+                                   details=[{"field": "amount_minor", "code": "too_large", "message": "too large"}])
+        # A retry is found by the request id's unique key when the insert below conflicts (or, if
+        # the shift cannot take the sale, before refusing it): no lookup on the way of a new sale.
+        try:
+            shift, merchant, terminal = self._sale_rows(shift_no)
+            if shift.closed_at is not None:
+                raise WrongState(f"shift {shift_no} is closed")
+        except (NotFound, WrongState):
+            replay = self._replay(tender, shift_no, amount_minor, bill_no, request_id)
+            if replay is not None:
+                return replay
+            raise
         now = self.uow.clock.now()
         currency = self.tenant.currency
+        # The merchant discount: per payment taken through the bank, rounded the tenant's way.
         fee = Money.of(Money(amount_minor, currency).amount * Decimal(merchant.fee_rate), currency,
-                       self.tenant.rounding).amount_minor if tender == "qr" else 0
+                       self.tenant.rounding).amount_minor if tender != "cash" else 0
         row = Payment(payment_no=new_no("pay_"), request_id=request_id, tender=tender,
-                      status="created" if tender == "qr" else "succeeded", merchant_id=merchant.merchant_id,
+                      status="succeeded" if tender == "cash" else "created", merchant_id=merchant.merchant_id,
                       terminal_id=terminal.terminal_id, shift_no=shift_no, employee_no=shift.employee_no,
                       bill_no=bill_no, amount_minor=amount_minor, currency=currency, fee_minor=fee,
                       refunded_minor=0, payload=None, expires_at=None, payer_account=None, pay_request_id=None,
-                      failure_code=None, created_at=now, completed_at=None if tender == "qr" else now)
+                      failure_code=None, created_at=now, completed_at=now if tender == "cash" else None,
+                      code_ref=code_ref)
         if tender == "qr":
             row.expires_at = now + timedelta(seconds=self.settings.qr_ttl_seconds)
             row.payload = emv.build_payload(emv.QrFields(
@@ -630,15 +758,35 @@ class PaymentsService:
             with self.session.begin_nested():
                 self.session.add(row)
         except IntegrityError:
+            # The request id is taken: by a retry (committed, or just committed by a concurrent
+            # one, whose insert we waited for), answered with that payment, or by another payment.
+            replay = self._replay(tender, shift_no, amount_minor, bill_no, request_id)
+            if replay is not None:
+                return replay
             raise Conflict(f"request {request_id} was taken concurrently; retry") from None
-        self._publish(row, "created" if tender == "qr" else "succeeded")
+        self._rows()[("payment", row.payment_no)] = (row, True)  # inserted here: nobody else sees it
+        self._publish(row, "succeeded" if tender == "cash" else "created")
         return PaymentView.of(row)
 
+    def _replay(self, tender: str, shift_no: str, amount_minor: int, bill_no: str,
+                request_id: str) -> PaymentView | None:
+        """The payment ``request_id`` already made, if it is this one (a retry); a conflict if it
+        made another; None if the request id is unused."""
+        existing = self.session.scalars(select(Payment).where(Payment.request_id == request_id)).one_or_none()
+        if existing is None:
+            return None
+        if (existing.tender, existing.shift_no, existing.amount_minor, existing.bill_no) != (
+                tender, shift_no, amount_minor, bill_no):
+            raise Conflict(f"request {request_id} was used for a different payment")
+        return PaymentView.of(existing)
+
     def _set_status(self, row: Payment, status: str) -> None:
+        # Not flushed here: a sale goes created -> pending -> succeeded in one unit of work, and one
+        # UPDATE at the end (the commit's flush, or the autoflush of the next ORM read) is enough;
+        # no other transaction could see the intermediate states anyway.
         row.status = status
         if status in ("succeeded", "failed", "expired", "cancelled"):
             row.completed_at = self.uow.clock.now()
-        self.session.flush()
         self._publish(row, status)
 
     def _publish(self, row: Payment, status: str) -> None:
@@ -661,16 +809,69 @@ class PaymentsService:
         except ValueError as exc:
             raise InvalidQr(f"not a payable QR: {exc}",
                             details=[{"field": "payload", "code": "invalid_qr", "message": str(exc)}]) from None
-        row = self._payment(reference, lock=lock, missing=InvalidQr("this QR is not one of this bank's payments"))
+        row = self._payment(reference, lock=lock, missing=InvalidQr("this QR is not one of this bank's payments"),
+                            with_merchant=True)
         if row.payload != payload.strip():
             raise InvalidQr("this QR does not match the payment it names")
         return row
 
-    def _payment(self, payment_no: str, *, lock: bool = False, missing: SceneOSError | None = None) -> Payment:
+    def _rows(self) -> dict[tuple[str, str], Any]:
+        return self.session.info.setdefault(_ROWS_KEY, {})
+
+    def _payment(self, payment_no: str, *, lock: bool = False, missing: SceneOSError | None = None,
+                 with_merchant: bool = False) -> Payment:
+        """The payment (locked ``FOR UPDATE`` if ``lock``), read at most once per unit of work;
+        ``with_merchant`` reads its merchant and terminal in the same statement."""
+        rows = self._rows()
+        cached = rows.get(("payment", payment_no))
+        if cached is not None and (cached[1] or not lock):
+            return cached[0]
+        if with_merchant:
+            query = (select(Payment, Merchant, Terminal)
+                     .join(Merchant, Merchant.merchant_id == Payment.merchant_id)
+                     .join(Terminal, Terminal.terminal_id == Payment.terminal_id)
+                     .where(Payment.payment_no == payment_no))
+            if lock:  # the payment's row only: the merchant and terminal are shared by every sale
+                query = query.with_for_update(of=Payment).execution_options(populate_existing=True)
+            found = self.session.execute(query).one_or_none()
+            if found is not None:
+                row, merchant, terminal = found
+                rows[("merchant", merchant.merchant_id)] = merchant
+                rows[("terminal", terminal.terminal_id)] = terminal
+                rows[("payment", payment_no)] = (row, lock)
+                return row
         query = select(Payment).where(Payment.payment_no == payment_no)
-        row = self.session.scalars(query.with_for_update() if lock else query).one_or_none()
+        if lock:
+            query = query.with_for_update().execution_options(populate_existing=True)
+        row = self.session.scalars(query).one_or_none()
         if row is None:
             raise missing or NotFound(f"no payment {payment_no!r}")
+        rows[("payment", payment_no)] = (row, lock)
+        return row
+
+    def _sale_rows(self, shift_no: str) -> tuple[Shift, Merchant, Terminal]:
+        """A sale's shift with its merchant and terminal: one statement, once per unit of work."""
+        rows = self._rows()
+        shift = rows.get(("shift", shift_no))
+        if shift is None:
+            found = self.session.execute(
+                select(Shift, Merchant, Terminal)
+                .join(Merchant, Merchant.merchant_id == Shift.merchant_id)
+                .join(Terminal, Terminal.terminal_id == Shift.terminal_id)
+                .where(Shift.shift_no == shift_no)).one_or_none()
+            if found is None:  # no such shift (NotFound), or a terminal gone from the configuration
+                shift = self._shift(shift_no)
+                return shift, self._merchant_row_or_fail(shift.merchant_id), self._terminal(shift.terminal_id)
+            shift, merchant, terminal = found
+            rows[("shift", shift_no)] = shift
+            rows[("merchant", merchant.merchant_id)] = merchant
+            rows[("terminal", terminal.terminal_id)] = terminal
+        return shift, self._merchant_row_or_fail(shift.merchant_id), self._terminal(shift.terminal_id)
+
+    def _merchant_row_or_fail(self, merchant_id: str) -> Merchant:
+        row = self._merchant_row(merchant_id)
+        if row is None:
+            raise NotFound(f"no merchant {merchant_id!r}")
         return row
 
     def _refund_view(self, row: Refund) -> RefundView:
@@ -678,21 +879,35 @@ class PaymentsService:
                           row.approved_by, row.reason, row.created_at)
 
     def _merchant_row(self, merchant_id: str) -> Merchant | None:
-        return self.session.scalars(select(Merchant).where(Merchant.merchant_id == merchant_id)).one_or_none()
+        rows = self._rows()
+        row = rows.get(("merchant", merchant_id))
+        if row is None:
+            row = self.session.scalars(select(Merchant).where(Merchant.merchant_id == merchant_id)).one_or_none()
+            if row is not None:
+                rows[("merchant", merchant_id)] = row
+        return row
 
     def _operator_row(self, employee_no: str) -> Operator | None:
         return self.session.scalars(select(Operator).where(Operator.employee_no == employee_no)).one_or_none()
 
     def _terminal(self, terminal_id: str) -> Terminal:
-        row = self.session.scalars(select(Terminal).where(Terminal.terminal_id == terminal_id)).one_or_none()
+        rows = self._rows()
+        row = rows.get(("terminal", terminal_id))
         if row is None:
-            raise NotFound(f"no terminal {terminal_id!r}")
+            row = self.session.scalars(select(Terminal).where(Terminal.terminal_id == terminal_id)).one_or_none()
+            if row is None:
+                raise NotFound(f"no terminal {terminal_id!r}")
+            rows[("terminal", terminal_id)] = row
         return row
 
     def _shift(self, shift_no: str) -> Shift:
-        row = self.session.scalars(select(Shift).where(Shift.shift_no == shift_no)).one_or_none()
+        rows = self._rows()
+        row = rows.get(("shift", shift_no))
         if row is None:
-            raise NotFound(f"no shift {shift_no!r}")
+            row = self.session.scalars(select(Shift).where(Shift.shift_no == shift_no)).one_or_none()
+            if row is None:
+                raise NotFound(f"no shift {shift_no!r}")
+            rows[("shift", shift_no)] = row
         return row
 
     def _open_shift(self, employee_no: str) -> Shift | None:
@@ -709,3 +924,6 @@ def _check_amount(amount_minor: int) -> None:
     if not isinstance(amount_minor, int) or isinstance(amount_minor, bool) or amount_minor <= 0:
         raise ValidationFailed("amount_minor must be a positive integer (minor units)",
                                details=[{"field": "amount_minor", "code": "invalid", "message": "must be > 0"}])
+    if amount_minor > MAX_AMOUNT_MINOR:  # no BIGINT column (nor the ledger) could hold it
+        raise ValidationFailed(f"amount_minor must be at most {MAX_AMOUNT_MINOR}",
+                               details=[{"field": "amount_minor", "code": "too_large", "message": "too large"}])

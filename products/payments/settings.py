@@ -5,11 +5,15 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
 from core.settings import ModuleSettings
+from products.payments.console.settings import ConsoleSettings
 
 _ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"
+# What a merchant's system hears about by default: its payments' outcomes and refunds.
+MERCHANT_WEBHOOK_EVENTS = ("payments.payment.succeeded", "payments.payment.failed", "payments.payment.expired",
+                           "payments.refund.succeeded")
 
 
 class TerminalConfig(BaseModel):
@@ -35,6 +39,22 @@ class MerchantConfig(BaseModel):
     settlement_account: str = Field(min_length=1, max_length=64, description="ledger account code")
     fee_rate: Decimal = Field(default=Decimal("0"), ge=0, lt=1, description="merchant discount rate, e.g. 0.006")
     stores: list[StoreConfig] = Field(default_factory=list)
+    payout_account: str | None = Field(default=None, min_length=1, max_length=64,
+                                       description="ledger account the daily settlement pays the net to "
+                                                   "(default: the module's settlement_clearing_account)")
+    webhook_url: str | None = Field(default=None, pattern=r"^https?://", max_length=500,
+                                    description="the merchant's system, notified of payment events")
+    webhook_secret: SecretStr | None = Field(default=None, description="HMAC-SHA256 signing secret of the "
+                                             "merchant's webhooks; stored encrypted, never shown or logged")
+    webhook_events: list[str] = Field(default_factory=lambda: list(MERCHANT_WEBHOOK_EVENTS),
+                                      description="event types (fnmatch patterns) the merchant is sent")
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("webhook_secret must be at least 16 characters")
+        return value
 
     @field_validator("mcc")
     @classmethod
@@ -55,6 +75,13 @@ class PaymentsSettings(ModuleSettings):
     lockout_seconds: int = Field(default=900, ge=1, description="how long a locked operator waits")
     # scrypt cost (N); stored with each hash so it can be raised later without breaking old PINs.
     pin_scrypt_n: int = Field(default=2**14, ge=2**10, le=2**20)
+    code_ttl_seconds: int = Field(default=60, ge=10, le=600, description="how long a payment code can be scanned")
+    code_prefix: str = Field(default="28", pattern=r"^[1-9]\d{1,3}$",
+                             description="first digits of every 18-digit payment code (2-4 digits)")
+    settlement_clearing_account: str = Field(default="bank:payments:merchant_settlement", min_length=1, max_length=64,
+                                             description="ledger account of settled amounts owed to merchants, "
+                                                         "when a merchant has no payout_account")
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings, description="the cashier console's sessions")
 
     @model_validator(mode="after")
     def _unique_ids(self) -> PaymentsSettings:
