@@ -155,6 +155,8 @@ T = TypeVar("T")
 
 MAX_AMOUNT_MINOR = 2**63 - 1  # BIGINT
 MAX_ID_LENGTH = 128
+# Ids bound in one IN list (PostgreSQL's limit is 65,535 parameters per statement).
+MAX_IDS_PER_STATEMENT = 10_000
 MAX_DESCRIPTION_LENGTH = 1000
 MAX_BATCH = 1000  # post_batch works through longer lists in chunks of this many entries
 
@@ -2040,9 +2042,13 @@ class Ledger:
             params["as_of"] = as_of
         out: dict[int, _Delta] = defaultdict(_Delta)
         conn = self._conn()
-        for stmt, is_pending in ((posted, False), (held, True)):
-            for account_id, side, total in conn.execute(stmt, params):
-                out[account_id].add(Side(side), _int(total), pending=is_pending)
+        ids_all = list(account_ids)
+        # PostgreSQL takes at most 65,535 bound parameters per statement: ask in slices.
+        for start in range(0, max(len(ids_all), 1), MAX_IDS_PER_STATEMENT):
+            params["ids"] = ids_all[start:start + MAX_IDS_PER_STATEMENT]
+            for stmt, is_pending in ((posted, False), (held, True)):
+                for account_id, side, total in conn.execute(stmt, params):
+                    out[account_id].add(Side(side), _int(total), pending=is_pending)
         return out
 
     # --- account internals -----------------------------------------------------------------------

@@ -338,3 +338,16 @@ def test_a_replayed_batch_judges_its_failed_entries_afresh(chart):
         ledger.post(topup("t2", 100))
         assert kinds(ledger.post_batch(batch)) == [False, InvalidExpiry]  # its hold would be past due
         assert kinds(ledger.post_batch([batch[0], pay("h1", 50, pending=True)])) == [False, True]
+
+
+def test_balances_and_the_audit_read_any_number_of_accounts_in_slices(chart, monkeypatch) -> None:
+    """PostgreSQL refuses more than 65,535 bound parameters: ids are asked for in slices (here of 2)."""
+    monkeypatch.setattr(ledger_service, "MAX_IDS_PER_STATEMENT", 2)
+    with chart.ledger() as ledger:
+        for n in range(5):
+            ledger.open_account(f"cust:s{n}", "CNY", "liability", "customer", f"s{n}")
+        ledger.post_batch([topup(f"t{n}", 10 + n, f"cust:s{n}") for n in range(5)])
+    with chart.ledger() as ledger:
+        assert ledger.verify() == []
+        found = ledger.balances([f"cust:s{n}" for n in range(5)])
+        assert [found[f"cust:s{n}"].net_posted_minor for n in range(5)] == [10, 11, 12, 13, 14]
