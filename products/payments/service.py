@@ -13,6 +13,7 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 import iso4217
@@ -283,12 +284,10 @@ class PaymentsService(PaymentCodes, DayStatements, Settlements):
         self.settings = settings
         self.tenant = uow.tenant
 
-    @property
+    @cached_property
     def ledger(self) -> Ledger:
-        ledger = self.__dict__.get("_ledger")
-        if ledger is None:  # one per service (and so per session): the container's factory is not free
-            ledger = self.__dict__["_ledger"] = self.tenant.module("ledger").container.ledger(session=self.session)
-        return ledger
+        # One per service, so per session: building one through the container is not free.
+        return self.tenant.module("ledger").container.ledger(session=self.session)
 
     # --- merchants, stores, terminals -----------------------------------------------------------
 

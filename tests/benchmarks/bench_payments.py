@@ -20,15 +20,25 @@ database. Target: QR payments/s >= 0.3 x pgbench TPC-B transactions/s.
 
 ``--without-outbox`` runs a second, diagnostic round with the outbox module switched off (each
 event dispatched in process after commit, not stored): the difference is what the outbox's
-durable delivery costs (each event is claimed, delivered and recorded in three more units of work).
+durable delivery costs.
+
+Two diagnostics say where the time goes. During each concurrent round the script samples
+``pg_stat_activity`` and ``pg_locks`` of the benchmark's database every 20 ms and prints what the
+backends were doing (waiting for their client, ``Client/ClientRead``; for a lock; for the WAL...) and
+how many lock waits it saw. ``--cpu`` first times sales in one process with nothing else of the
+benchmark running, and prints the client's CPU and the server backend's CPU (from ``/proc``) per
+sale: on a machine whose cores are all busy, throughput is at most cores / (client + server CPU).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import multiprocessing
+import os
 import random
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -159,7 +169,91 @@ def check(url: str, workers: int, expected: int) -> None:
     app.close()
 
 
-def qr_payments_per_second(url: str, workers: int, seconds: float, outbox: bool = True) -> float:
+class ActivitySampler:
+    """Samples what the backends of one database are doing (``pg_stat_activity``) and which of them
+    wait for a lock (``pg_locks``), every ``interval`` seconds, in a thread of the parent process."""
+
+    def __init__(self, url: str, interval: float = 0.02) -> None:
+        self.url, self.interval = url, interval
+        self.states: collections.Counter[str] = collections.Counter()
+        self.lock_waits: collections.Counter[str] = collections.Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import psycopg
+
+        parsed = make_url(self.url)
+        database = parsed.database
+        conninfo = parsed.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            while not self._stop.is_set():
+                for wait_type, wait_event, state in conn.execute(
+                        "SELECT wait_event_type, wait_event, state FROM pg_stat_activity "
+                        "WHERE datname = %s AND pid <> pg_backend_pid()", (database,)):
+                    self.states[f"{state}: {wait_type or '-'}/{wait_event or '-'}"] += 1
+                for (query,) in conn.execute(
+                        "SELECT left(a.query, 60) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                        "WHERE NOT l.granted AND a.datname = %s", (database,)):
+                    self.lock_waits[" ".join(query.split())] += 1
+                time.sleep(self.interval)
+
+    def __enter__(self) -> ActivitySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self, top: int = 4) -> str:
+        total = sum(self.states.values()) or 1
+        states = ", ".join(f"{k} {v / total:.0%}" for k, v in self.states.most_common(top))
+        locks = sum(self.lock_waits.values())
+        worst = f" (most: {self.lock_waits.most_common(1)[0][0]!r})" if locks else ""
+        return f"backends: {states}; lock waits seen: {locks} in {total} backend samples{worst}"
+
+
+def cpu_per_sale(url: str, sales: int = 300, outbox: bool = True) -> tuple[float, float]:
+    """Client and server CPU seconds per sale, one process, after a warm-up (``/proc`` accounting of
+    the backends of the benchmark's database, so the server must run on this machine)."""
+    import psycopg
+
+    shift_nos = set_up(url, 1, outbox)
+    app = build(url, 1, start=False, outbox=outbox)
+    tenant = app.tenant("bank")
+    runtime = tenant.module("payments")
+    rng = random.Random(1)
+    parsed = make_url(url)
+    conninfo = parsed.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def server_seconds() -> float:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            pids = [pid for (pid,) in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s", (parsed.database,))]
+        total = 0
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / tick
+
+    for n in range(20):
+        sell(tenant, runtime, shift_nos[0], rng, f"warm-{n}")
+    server_before, client_before = server_seconds(), time.process_time()
+    for n in range(sales):
+        sell(tenant, runtime, shift_nos[0], rng, f"cpu-{n}")
+    client, server = time.process_time() - client_before, server_seconds() - server_before
+    app.close()
+    return client / sales, server / sales
+
+
+def qr_payments_per_second(url: str, workers: int, seconds: float, outbox: bool = True,
+                           sampler: ActivitySampler | None = None) -> float:
     shift_nos = set_up(url, workers, outbox)
     ctx = multiprocessing.get_context("spawn")
     counts = ctx.Array("l", workers)
@@ -176,9 +270,14 @@ def qr_payments_per_second(url: str, workers: int, seconds: float, outbox: bool 
             for p in procs:
                 p.terminate()
             raise SystemExit("a window worker failed while starting (see its traceback above)")
+    if sampler is not None:
+        sampler.__enter__()
     go.set()
     for p in procs:
         p.join()
+    if sampler is not None:
+        sampler.__exit__()
+    for p in procs:
         if p.exitcode != 0:
             raise SystemExit(f"window worker failed with exit code {p.exitcode}")
     total = sum(counts[:])
@@ -188,12 +287,24 @@ def qr_payments_per_second(url: str, workers: int, seconds: float, outbox: bool 
 
 def bench(workers: int, seconds: float, outbox: bool = True) -> str:
     with temporary_database() as payments_url, temporary_database() as pgbench_url:
-        rate = qr_payments_per_second(payments_url, workers, seconds, outbox)
+        sampler = ActivitySampler(payments_url)
+        rate = qr_payments_per_second(payments_url, workers, seconds, outbox, sampler)
         baseline = pgbench_tps(pgbench_url, workers, seconds)
     label = "QR payments end to end" if outbox else "QR payments, outbox off (diagnostic)"
     line = (f"{label}, PostgreSQL, {workers} workers, {seconds:g}s: {rate:7.1f} payments/s "
             f"({3 * rate:.0f} units of work/s)  pgbench TPC-B {baseline:7.0f} tps  ratio {rate / baseline:.2f} "
-            f"(target >= 0.3)")
+            f"(target >= 0.3)  [load {os.getloadavg()[0]:.1f}]")
+    print(line, flush=True)
+    print(f"  {sampler.summary()}", flush=True)
+    return line
+
+
+def bench_cpu(outbox: bool = True) -> str:
+    with temporary_database() as url:
+        client, server = cpu_per_sale(url, outbox=outbox)
+    line = (f"CPU per QR sale, one process{'' if outbox else ', outbox off'}: client {client * 1000:.2f} ms, "
+            f"server {server * 1000:.2f} ms; 2 busy cores sustain at most {2 / (client + server):.0f} sales/s "
+            f"[load {os.getloadavg()[0]:.1f}]")
     print(line, flush=True)
     return line
 
@@ -205,8 +316,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--without-outbox", action="store_true",
                         help="also run with the outbox module off (events dispatched in process, not durable), "
                              "to show what the outbox's delivery costs; not the end-to-end figure")
+    parser.add_argument("--cpu", action="store_true",
+                        help="first measure client and server CPU per sale in one process")
     args = parser.parse_args(argv)
     print(f"PostgreSQL server: {make_url(server_url()).render_as_string(hide_password=True)}", flush=True)
+    if args.cpu:
+        bench_cpu()
+        if args.without_outbox:
+            bench_cpu(outbox=False)
     bench(args.workers, args.seconds)
     if args.without_outbox:
         bench(args.workers, args.seconds, outbox=False)
