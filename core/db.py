@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, String, create_engine, event, text
+from sqlalchemy import DateTime, Engine, MetaData, String, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import (
@@ -185,18 +185,6 @@ def tenant_session(factory: sessionmaker[Session], tenant_id: str) -> Iterator[S
         session.info[TENANT_KEY] = tenant_id
         session.info[SCOPE_KEY] = "tenant"
         yield session
-
-
-def commit_without_flush_wait(session: Session) -> None:
-    """On PostgreSQL, let this transaction's commit return before its WAL reaches disk
-    (``SET LOCAL synchronous_commit TO OFF``). For bookkeeping only, never money: a crash of the
-    server within a fraction of a second may forget the transaction, unless a later synchronous commit
-    (which flushes all WAL written before it) has made it durable. No-op on SQLite."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(_RELAXED_COMMIT)
-
-
-_RELAXED_COMMIT = text("SET LOCAL synchronous_commit TO OFF")
 
 
 @contextmanager

@@ -167,10 +167,6 @@ class EntrySettings(StrictModel):
     # run ``sceneos entry webhooks run --loop`` instead).
     webhook_poll_seconds: float = Field(default=1.0, ge=0, le=3600)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
-    # On PostgreSQL the entry's own bookkeeping (nonce + idempotency reservation, the stored answer)
-    # commits without waiting for its WAL flush: the route's own commit, which does wait, flushes it
-    # too, since WAL is written in order. See docs/super-entry.md ("Durability of the bookkeeping").
-    synchronous_bookkeeping: bool = False
 
 
 class TenantSettings(StrictModel):

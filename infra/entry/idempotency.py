@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import bindparam, delete, select, update
 
-from core.db import commit_without_flush_wait
 from infra.entry.errors import IdempotencyInProgress, IdempotencyKeyReused
 from infra.entry.models import EntryIdempotencyKey
 from infra.entry.replay import insert_ignoring_conflict
@@ -68,9 +67,15 @@ class IdempotencyStore:
     a one-time payment code) is kept encrypted with the entry's cipher, so the database never holds
     it in clear, and is still replayed to a retry of the same request."""
 
-    def __init__(self, cipher: SecretCipher, *, synchronous: bool = False) -> None:
+    def __init__(self, cipher: SecretCipher) -> None:
         self.cipher = cipher
-        self.synchronous = synchronous
+
+    @staticmethod
+    def new_row(partner_id: str, key: str, request_fingerprint: str, now: datetime, *, ttl: timedelta,
+                lease: timedelta) -> dict[str, object]:
+        """The values of a new reservation."""
+        return {"partner_id": partner_id, "key": key, "fingerprint": request_fingerprint, "status": "in_progress",
+                "created_at": now, "locked_until": now + lease, "expires_at": now + ttl}
 
     def reserve(
         self,
@@ -84,8 +89,7 @@ class IdempotencyStore:
     ) -> Reservation | StoredResponse:
         """Reserve ``key`` for this request, or give the stored response, or refuse (409/422)."""
         now = uow.clock.now()
-        values = {"partner_id": partner_id, "key": key, "fingerprint": request_fingerprint, "status": "in_progress",
-                  "created_at": now, "locked_until": now + lease, "expires_at": now + ttl}
+        values = self.new_row(partner_id, key, request_fingerprint, now, ttl=ttl, lease=lease)
         inserted = insert_ignoring_conflict(uow, EntryIdempotencyKey, values)
         if inserted is not None:
             return Reservation(inserted[0])
@@ -126,8 +130,6 @@ class IdempotencyStore:
         sealed = _no_store(response.headers)
         body = self.cipher.seal(response.body) if sealed else response.body
         with tenant.unit_of_work() as uow:
-            if not self.synchronous:
-                commit_without_flush_wait(uow.session)
             # Core, on the hot path: the tenant is in the WHERE clause explicitly.
             uow.session.execute(_COMPLETE, {
                 "row_id": reservation.row_id, "row_tenant": tenant.id, "status": "done",

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from core.db import commit_without_flush_wait, is_sqlite
+from core.db import is_sqlite
 from core.errors import ConfigError
 from core.logging import get_logger
 from core.sdk.signing import (
@@ -105,7 +105,7 @@ class EntryRuntime:
         self.directory = PartnerDirectory(app, self.cipher, self.settings.credential_cache_seconds)
         self.replay = make_replay_store(self.settings.replay_store, self.settings.redis_url)
         self.rate_limiter = PartnerRateLimiter(self.settings.rate_limit_storage)
-        self.idempotency = IdempotencyStore(self.cipher, synchronous=self.settings.synchronous_bookkeeping)
+        self.idempotency = IdempotencyStore(self.cipher)
         self.metrics = EntryMetrics()
         self._admitted = itertools.count(1)
 
@@ -171,8 +171,6 @@ class EntryRuntime:
         context = PartnerContext(partner=partner, tenant=tenant, key_id=signed.key_id, end_user=request.end_user)
         expires_at = datetime.fromtimestamp(signed.timestamp, UTC) + timedelta(seconds=self.settings.clock_skew_seconds)
         with tenant.unit_of_work() as uow:
-            if not self.settings.synchronous_bookkeeping:
-                commit_without_flush_wait(uow.session)
             if not self.replay.remember(uow, signed.key_id, signed.nonce, expires_at):
                 raise SignatureReplayed("this nonce was already used; sign every request with a new nonce")
             if next(self._admitted) % PRUNE_EVERY == 0:

@@ -1,4 +1,6 @@
-"""Journey 6 of SCENARIOS.md: two banks, one operating system.
+"""Journeys for ``sceneos demo``: 2 and 3 (credit pay, in ``credit_journeys.py``) and 6 here.
+
+Journey 6 of SCENARIOS.md: two banks, one operating system.
 
 Bank A enables the party registry with its own plugin (``example_bank``: minimum age 22, a local
 blacklist); Bank B enables the party registry alone. The same 20-year-old applicant registers with
@@ -55,12 +57,19 @@ def play_two_banks(app: SceneOS, console: Console) -> None:
         except SceneOSError as exc:
             outcome = f"refused: {exc.message}"
         console.print(f"  {tenant_id} (minimum age {runtime.settings.min_age_years}): {outcome}")
+    # Each bank looks the applicant up by ID number: only the bank that registered them finds them
+    # (journeys 2 and 3 add Bank A customers of their own, so a count would not say this).
     for tenant_id in ("bank_a", "bank_b"):
         with app.tenant(tenant_id).unit_of_work() as uow:
-            count = PartyService(uow, app.tenant(tenant_id).module("party").settings, uow.tenant.hooks).count()
-        console.print(f"  {tenant_id} sees {count} customer(s)")
+            party = PartyService(uow, app.tenant(tenant_id).module("party").settings, uow.tenant.hooks)
+            found = party.find_by_id_number(applicant.id_number)
+        console.print(f"  {tenant_id} finds the applicant: {found.customer_no if found else 'no'}")
 
 
 @hookimpl
 def sceneos_demo_journeys() -> list[DemoJourney]:
-    return [DemoJourney(order=6, title="Journey 6: two banks, one operating system", config=TWO_BANKS, play=play_two_banks)]
+    from plugins.demo.credit_journeys import credit_journeys
+
+    journey_6 = DemoJourney(order=6, title="Journey 6: two banks, one operating system", config=TWO_BANKS,
+                            play=play_two_banks)
+    return [*credit_journeys(), journey_6]

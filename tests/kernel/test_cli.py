@@ -45,7 +45,25 @@ def test_demo_shows_two_banks_and_the_plugin_acting_for_one(tmp_path: Path) -> N
     assert "bank_a" in out and "bank_b" in out and "example_bank" in out
     assert "bank_a (minimum age 22): refused: customer must be at least 22 years old" in out
     assert "bank_b (minimum age 18): registered as cus_" in out
-    assert "bank_a sees 0 customer(s)" in out and "bank_b sees 1 customer(s)" in out
+    assert "bank_a finds the applicant: no" in out and "bank_b finds the applicant: cus_" in out
+    # Journeys 2 and 3 (credit pay) on a simulated clock: decision, schedule and a month-end statement.
+    journey_2 = out[out.index("Journey 2: credit pay inside a travel app"):out.index("Journey 3:")]
+    journey_3 = out[out.index("Journey 3: installments as a white-labelled joint product"):out.index("Journey 6:")]
+    for journey in (journey_2, journey_3):
+        assert "outcome  │ approve" in journey
+        for line in ("previous balance", "purchases", "installments due", "interest", "fees", "payments",
+                     "new balance", "minimum payment", "due date"):
+            assert line in journey, line
+        assert "Installment schedule cpi_" in journey and "annualized rate (IRR method)" in journey
+    assert "Fly Now Pay Later (product travel)" in journey_2 and "Luxe Pay (product luxe)" in journey_3
+    # 1,860.00 over 6 x annuity at 1 % a month: 320.94 a month, 65.64 in all, 12.00 % a year.
+    assert "│    1 │ 2026-04-05 │    302.34 │    18.60 │   320.94 │" in journey_2
+    assert "│      │      total │  1,860.00 │    65.64 │ 1,925.64 │" in journey_2
+    assert "annualized rate (IRR method): 12.00 %" in journey_2
+    assert "Statement cpa_" in journey_2 and "-20260405" in journey_2 and "-20260505" in journey_2
+    assert "│ 3 x flat_fee, 0.00 % a" in journey_3 and "0.00 % │" in journey_3  # the interest-free plan
+    assert "│   12 │ 2027-03-01 │    566.74 │     4.53 │   571.27 │" in journey_3
+    assert 'In the bank\'s own app the same account is "Bank A x Luxe Mall Installments"' in journey_3
 
 
 def test_db_upgrade_then_current(workdir: Path) -> None:
