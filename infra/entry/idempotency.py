@@ -70,13 +70,6 @@ class IdempotencyStore:
     def __init__(self, cipher: SecretCipher) -> None:
         self.cipher = cipher
 
-    @staticmethod
-    def new_row(partner_id: str, key: str, request_fingerprint: str, now: datetime, *, ttl: timedelta,
-                lease: timedelta) -> dict[str, object]:
-        """The values of a new reservation."""
-        return {"partner_id": partner_id, "key": key, "fingerprint": request_fingerprint, "status": "in_progress",
-                "created_at": now, "locked_until": now + lease, "expires_at": now + ttl}
-
     def reserve(
         self,
         uow: UnitOfWork,
@@ -89,7 +82,8 @@ class IdempotencyStore:
     ) -> Reservation | StoredResponse:
         """Reserve ``key`` for this request, or give the stored response, or refuse (409/422)."""
         now = uow.clock.now()
-        values = self.new_row(partner_id, key, request_fingerprint, now, ttl=ttl, lease=lease)
+        values = {"partner_id": partner_id, "key": key, "fingerprint": request_fingerprint, "status": "in_progress",
+                  "created_at": now, "locked_until": now + lease, "expires_at": now + ttl}
         inserted = insert_ignoring_conflict(uow, EntryIdempotencyKey, values)
         if inserted is not None:
             return Reservation(inserted[0])
