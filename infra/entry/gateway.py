@@ -156,8 +156,17 @@ class EntryGateway:
                 await self.app(scope, downstream, _with_headers(send, rate_headers))
                 return
             answer = await self._capture(scope, downstream)
-            await anyio.to_thread.run_sync(self.entry.idempotency.complete, context.tenant, admission.reservation, answer)
             await self._send_stored(send, answer, rate_headers)
+            # Recorded once the answer is on its way: the work is already committed, so storing the
+            # answer adds nothing the partner waits for. Until it lands (about a millisecond) a retry
+            # on another connection gets 409 and retries; one on the same connection is read only
+            # after this returns (HTTP/1.1 answers a connection's requests in order).
+            try:
+                await anyio.to_thread.run_sync(self.entry.idempotency.complete, context.tenant,
+                                               admission.reservation, answer)
+            except Exception as exc:  # the partner has its answer; a retry after the lease redoes the work
+                log.error("idempotency record not stored", error=mask_text(f"{type(exc).__name__}: {exc}"),
+                          exc_info=True)
 
     async def _capture(self, scope: Scope, receive: Receive) -> StoredResponse:
         """Run the route and keep its whole answer (errors included) for the idempotency record."""

@@ -60,3 +60,25 @@ def test_limits_are_shared_through_redis(entry_app, partner_client) -> None:
     refused = exhaust(partner_client(first, *TRAVEL, max_retries=0), 2)
     assert refused.code == "rate_limited"
     entry_of(first).rate_limiter.reset()
+
+
+def test_memory_limiter_sweeps_without_a_thread_per_request() -> None:
+    """limits' own memory storage starts a new timer thread whenever its 10 ms timer has run out
+    (nearly every request under traffic); ours sweeps expired entries from one long-lived thread."""
+    import time
+
+    from infra.entry.ratelimit import SWEEP_SECONDS, PartnerRateLimiter, SweptMemoryStorage
+
+    limiter = PartnerRateLimiter("memory://")
+    assert isinstance(limiter.storage, SweptMemoryStorage)
+    timer = limiter.storage.timer  # the library replaces it each time it starts a new one
+    decisions = []
+    for _ in range(160):
+        decisions.append(limiter.hit("bank", "travel", "150/minute"))
+        time.sleep(0.0002)
+    assert limiter.storage.timer is timer
+    assert [d.allowed for d in decisions].count(True) == 150 and decisions[-1].remaining == 0
+
+    limiter.hit("bank", "travel", "2/second")
+    time.sleep(1 + 2 * SWEEP_SECONDS)  # that window has passed and a sweep has run
+    assert [len(events) for events in limiter.storage.events.values() if events] == [150]  # the minute's
