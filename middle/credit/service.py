@@ -12,9 +12,10 @@ Obtain a service per unit of work, like every module's::
         score = credit.score(profile)                    # ScoreResult
         offer = credit.offer(profile, score)             # Offer | None (None: no line to offer)
 
-``CreditService.build_profile(customer_no, consented: Mapping | ConsentedData | None) -> CreditProfile``
+``CreditService.build_profile(customer_no, consented: Mapping | ConsentedData | None, *, customer=None) -> CreditProfile``
     Identity facts from the party registry (``middle.party``; ``NotFound`` for an unknown
-    customer), the consented data validated (``ValidationFailed`` naming each bad field; an
+    customer; ``customer``: the party row the caller already read, which saves reading it again),
+    the consented data validated (``ValidationFailed`` naming each bad field; an
     ``income_band`` must be one of the settings' ``income_bands``) and kept as the customer's
     latest consented data, internal history merged from ``sceneos_credit_internal_history``
     (collected; amounts and counts summed, days past due maxed, utilization derived), and bureau
@@ -62,14 +63,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_DOWN, Decimal
-from typing import Any
+from functools import lru_cache
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Text, bindparam, cast, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from core.errors import ValidationFailed
 from core.plugins import TenantHooks
+from core.statements import run, tenant_bound
 from core.tenancy import UnitOfWork
 from middle.credit.models import CreditProfileRecord
 from middle.credit.scorecard import FactValue, Reason, Scorecard, load_scorecard
@@ -77,6 +81,19 @@ from middle.credit.settings import CreditSettings, ScoreBand
 
 DAILY_RATE_QUANTUM = Decimal("0.00000001")
 BPS_PER_UNIT = Decimal(10_000)
+
+
+class PartyRecord(Protocol):
+    """A customer the caller already read from the party registry (a row or a ``CustomerView``)."""
+
+    @property
+    def customer_no(self) -> str: ...
+    @property
+    def birth_date(self) -> date: ...
+    @property
+    def region_code(self) -> str: ...
+    @property
+    def gender(self) -> str: ...
 
 
 class _Facts(BaseModel):
@@ -96,17 +113,29 @@ class IdentityFacts(_Facts):
 class ConsentedData(_Facts):
     """Data the customer consented to share, sent by a partner or the bank. All optional."""
 
-    income_band: str | None = Field(default=None, max_length=32, description="a code of settings.income_bands")
-    occupation: str | None = Field(default=None, max_length=32, description="unemployed, unskilled, skilled, management")
-    employment_band: str | None = Field(default=None, max_length=32, description="unemployed, lt_1y, 1y_4y, 4y_7y, 7y_plus")
+    income_band: str | None = Field(
+        default=None, max_length=32, description="a code of settings.income_bands"
+    )
+    occupation: str | None = Field(
+        default=None, max_length=32, description="unemployed, unskilled, skilled, management"
+    )
+    employment_band: str | None = Field(
+        default=None, max_length=32, description="unemployed, lt_1y, 1y_4y, 4y_7y, 7y_plus"
+    )
     housing: str | None = Field(default=None, max_length=32, description="own, rent, free")
     device_id: str | None = Field(default=None, max_length=128)
-    scene: str | None = Field(default=None, max_length=32, description="the partner's scene: travel, ecommerce, ...")
+    scene: str | None = Field(
+        default=None, max_length=32, description="the partner's scene: travel, ecommerce, ..."
+    )
     order_count_90d: int | None = Field(default=None, ge=0)
     order_amount_90d_minor: int | None = Field(default=None, ge=0)
     active_days_90d: int | None = Field(default=None, ge=0, le=90)
-    account_age_days: int | None = Field(default=None, ge=0, description="age of the customer's account at the partner")
-    bureau_authorized: bool = Field(default=False, description="the customer authorized a credit-report query")
+    account_age_days: int | None = Field(
+        default=None, ge=0, description="age of the customer's account at the partner"
+    )
+    bureau_authorized: bool = Field(
+        default=False, description="the customer authorized a credit-report query"
+    )
     # Bank-specific consented facts for the bank's own scorecards and rules (``extra.<key>``).
     extra: dict[str, FactValue] = Field(default_factory=dict)
 
@@ -137,7 +166,13 @@ class InternalHistory(_Facts):
 
 
 # How the reports of several products combine; utilization_bps is derived, never reported.
-_SUMMED = ("existing_line_minor", "outstanding_minor", "existing_credit_count", "on_time_repayments", "late_repayments")
+_SUMMED = (
+    "existing_line_minor",
+    "outstanding_minor",
+    "existing_credit_count",
+    "on_time_repayments",
+    "late_repayments",
+)
 _MAXED = ("max_days_past_due", "current_days_past_due")
 
 
@@ -160,7 +195,9 @@ def merge_internal_history(reports: list[Mapping[str, Any]]) -> InternalHistory:
 class CreditProfile(IdentityFacts, ConsentedData, InternalHistory):
     """Everything a credit decision may look at, for one customer on one business date."""
 
-    bureau: dict[str, FactValue] | None = Field(default=None, description="the credit report's facts, if fetched")
+    bureau: dict[str, FactValue] | None = Field(
+        default=None, description="the credit report's facts, if fetched"
+    )
 
     def facts(self) -> dict[str, FactValue]:
         """Flat facts for scorecards and rules: fields, ``bureau.<key>``, ``extra.<key>``."""
@@ -227,13 +264,18 @@ def daily_rate_of(annual_rate_bps: int, days_in_year: int) -> Decimal:
 
 def apply_line_caps(line_minor: int, profile: CreditProfile, settings: CreditSettings) -> int | None:
     """The caps from configuration, applied after the limit hook. None: no offer."""
-    line = min(line_minor, settings.max_line_minor, settings.max_total_exposure_minor - profile.existing_line_minor)
+    line = min(
+        line_minor, settings.max_line_minor, settings.max_total_exposure_minor - profile.existing_line_minor
+    )
     if line <= 0:
         return None
     line -= line % settings.line_step_minor
     if line <= 0 or line < settings.min_line_minor:
         return None
-    assert line <= settings.max_line_minor and line + profile.existing_line_minor <= settings.max_total_exposure_minor
+    assert (
+        line <= settings.max_line_minor
+        and line + profile.existing_line_minor <= settings.max_total_exposure_minor
+    )
     return line
 
 
@@ -277,14 +319,20 @@ class CreditService:
     # --- profile ------------------------------------------------------------------------------
 
     def build_profile(
-        self, customer_no: str, consented: Mapping[str, Any] | ConsentedData | None = None
+        self,
+        customer_no: str,
+        consented: Mapping[str, Any] | ConsentedData | None = None,
+        *,
+        customer: PartyRecord | None = None,
     ) -> CreditProfile:
         consent = self._validate_consented(consented)
-        identity = self._identity(customer_no)
+        identity = self._identity(customer_no, customer)
         self._remember_consented(customer_no, consent)
         reports = [
             report
-            for report in self.hooks.hook.sceneos_credit_internal_history(tenant=self.tenant, customer_no=customer_no)
+            for report in self.hooks.hook.sceneos_credit_internal_history(
+                tenant=self.tenant, customer_no=customer_no
+            )
             if report
         ]
         try:
@@ -323,20 +371,32 @@ class CreditService:
         band = self.settings.band_for(score.score)
         if band is None:
             return None
-        kwargs = {"tenant": self.tenant, "profile": profile, "score": score, "band": band, "settings": self.settings}
+        kwargs = {
+            "tenant": self.tenant,
+            "profile": profile,
+            "score": score,
+            "band": band,
+            "settings": self.settings,
+        }
         limit_plugin, line = self._first_answer("sceneos_credit_limit_strategy", kwargs)
         if line is None:
             return None
         if not isinstance(line, int) or isinstance(line, bool):
-            raise TypeError(f"plugin {limit_plugin!r}: sceneos_credit_limit_strategy must return int minor units")
+            raise TypeError(
+                f"plugin {limit_plugin!r}: sceneos_credit_limit_strategy must return int minor units"
+            )
         line_minor = apply_line_caps(line, profile, self.settings)
         if line_minor is None:
             return None
-        pricing_plugin, answer = self._first_answer("sceneos_credit_pricing_strategy", {**kwargs, "line_minor": line_minor})
+        pricing_plugin, answer = self._first_answer(
+            "sceneos_credit_pricing_strategy", {**kwargs, "line_minor": line_minor}
+        )
         if answer is None:
             return None
         if not isinstance(answer, Pricing):
-            raise TypeError(f"plugin {pricing_plugin!r}: sceneos_credit_pricing_strategy must return a Pricing")
+            raise TypeError(
+                f"plugin {pricing_plugin!r}: sceneos_credit_pricing_strategy must return a Pricing"
+            )
         pricing = apply_rate_ceiling(answer, self.settings)
         return Offer(
             line_minor=line_minor,
@@ -348,7 +408,9 @@ class CreditService:
             strategy_version=f"limit={limit_plugin};pricing={pricing_plugin};config={self.settings.strategy_version}",
         )
 
-    def assess(self, customer_no: str, consented: Mapping[str, Any] | ConsentedData | None = None) -> Assessment:
+    def assess(
+        self, customer_no: str, consented: Mapping[str, Any] | ConsentedData | None = None
+    ) -> Assessment:
         profile = self.build_profile(customer_no, consented)
         score = self.score(profile)
         return Assessment(profile=profile, score=score, offer=self.offer(profile, score))
@@ -374,13 +436,17 @@ class CreditService:
         if consent.income_band is not None and consent.income_band not in self.settings.income_bands:
             known = ", ".join(sorted(self.settings.income_bands))
             message = f"unknown income band {consent.income_band!r} (known: {known})"
-            raise ValidationFailed(message, details=[{"field": "consented.income_band", "code": "unknown_income_band",
-                                                      "message": message}])
+            raise ValidationFailed(
+                message,
+                details=[
+                    {"field": "consented.income_band", "code": "unknown_income_band", "message": message}
+                ],
+            )
         return consent
 
-    def _identity(self, customer_no: str) -> IdentityFacts:
-        party = self.tenant.module("party").container.service(uow=self.uow)
-        customer = party.get(customer_no)
+    def _identity(self, customer_no: str, customer: PartyRecord | None) -> IdentityFacts:
+        if customer is None or customer.customer_no != customer_no:
+            customer = self.tenant.module("party").container.service(uow=self.uow).get(customer_no)
         today = self.tenant.business_date()
         birth = customer.birth_date
         age = today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
@@ -393,27 +459,49 @@ class CreditService:
         )
 
     def _profile_row(self, customer_no: str) -> CreditProfileRecord | None:
+        # populate_existing: _remember_consented writes with an upsert, past the identity map.
         return self.uow.session.scalars(
-            select(CreditProfileRecord).where(CreditProfileRecord.customer_no == customer_no)
+            select(CreditProfileRecord)
+            .where(CreditProfileRecord.customer_no == customer_no)
+            .execution_options(populate_existing=True)
         ).one_or_none()
 
     def _remember_consented(self, customer_no: str, consent: ConsentedData) -> None:
-        data = consent.model_dump(mode="json")
-        row = self._profile_row(customer_no)
-        now = self.uow.clock.now()
-        if row is None:
-            try:
-                with self.uow.session.begin_nested():
-                    self.uow.session.add(CreditProfileRecord(customer_no=customer_no, consented=data, updated_at=now))
-                return
-            except IntegrityError:
-                # A concurrent assessment of the same customer stored first: update its row instead.
-                row = self._profile_row(customer_no)
-                if row is None:
-                    raise
-        if row.consented != data:
-            row.consented = data
-            row.updated_at = now
+        """One upsert per assessment instead of a read, then an insert in a savepoint or an update:
+        it is on every decision's path, and the database settles a concurrent first assessment of
+        the same customer itself. The row (and ``updated_at``) changes only when the data did."""
+        run(
+            self.uow,
+            _upsert_consented(self.uow.session.get_bind().dialect.name),
+            {
+                "customer_no": customer_no,
+                "consented": consent.model_dump(mode="json"),
+                "updated_at": self.uow.clock.now(),
+            },
+        )
+
+
+@lru_cache(maxsize=4)
+def _upsert_consented(dialect: str) -> Any:
+    """``INSERT ... ON CONFLICT (tenant_id, customer_no) DO UPDATE`` for SQLite or PostgreSQL, built
+    once and checked by the kernel's ``tenant_bound``: ``run`` stamps the row with the unit of work's tenant."""
+    table = CreditProfileRecord.__table__
+    insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+    statement = insert(table).values(
+        tenant_id=bindparam("tenant_id", type_=table.c.tenant_id.type),
+        customer_no=bindparam("customer_no", type_=table.c.customer_no.type),
+        consented=bindparam("consented", type_=table.c.consented.type),
+        updated_at=bindparam("updated_at", type_=table.c.updated_at.type),
+    )
+    excluded = statement.excluded
+    # JSON has no equality on PostgreSQL; both sides are serialized the same way, so compare text.
+    return tenant_bound(
+        statement.on_conflict_do_update(
+            index_elements=[table.c.tenant_id, table.c.customer_no],
+            set_={"consented": excluded.consented, "updated_at": excluded.updated_at},
+            where=cast(table.c.consented, Text) != cast(excluded.consented, Text),
+        )
+    )
 
 
 __all__ = [

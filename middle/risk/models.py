@@ -29,7 +29,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base, TenantOwned
 
@@ -188,6 +188,8 @@ class RiskReviewAction(TenantOwned, Base):
 
     id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=True)
     case_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("risk_review_cases.id"))
+    # Lets a case and its first action be added together and written in one flush.
+    case: Mapped[RiskReviewCase] = relationship(lazy="raise")
     action: Mapped[str] = mapped_column(String(16))  # opened, approved, declined, commented
     operator: Mapped[str] = mapped_column(String(64))
     note: Mapped[str] = mapped_column(Text, default="")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
@@ -20,12 +21,25 @@ from core.errors import Conflict, NotFound, ValidationFailed
 from core.tenancy import UnitOfWork
 from middle.risk.models import ReviewStatus, RiskDecision, RiskReviewAction, RiskReviewCase
 
+if TYPE_CHECKING:
+    from middle.risk.service import RecordedDecision
+
 SYSTEM_OPERATOR = "system"
 _ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 
 
+_DIGITS = 16
+_SPACE = len(_ALPHABET) ** _DIGITS
+
+
 def new_number(prefix: str) -> str:
-    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(16))
+    """``prefix`` and 16 random characters of the alphabet (one draw, not sixteen: it is on every decision)."""
+    value = secrets.randbelow(_SPACE)
+    digits = []
+    for _ in range(_DIGITS):
+        value, digit = divmod(value, len(_ALPHABET))
+        digits.append(_ALPHABET[digit])
+    return prefix + "".join(digits)
 
 
 @dataclass(frozen=True)
@@ -59,22 +73,37 @@ class ReviewQueue:
         self.uow = uow
         self.session = uow.session
 
-    def open(self, decision: RiskDecision) -> str:
+    def open(self, decision: RiskDecision | RecordedDecision) -> str:
         now = self.uow.clock.now()
         case = RiskReviewCase(
-            case_no=new_number("rev_"), decision_no=decision.decision_no, flow=decision.flow,
-            customer_no=decision.customer_no, status=ReviewStatus.OPEN, reasons=list(decision.reasons),
-            proposed_line_minor=decision.line_minor, granted_line_minor=None, opened_at=now,
+            case_no=new_number("rev_"),
+            decision_no=decision.decision_no,
+            flow=decision.flow,
+            customer_no=decision.customer_no,
+            status=ReviewStatus.OPEN,
+            reasons=list(decision.reasons),
+            proposed_line_minor=decision.line_minor,
+            granted_line_minor=None,
+            opened_at=now,
         )
         self.session.add(case)
-        self.session.flush()
-        self._append(case, "opened", SYSTEM_OPERATOR, "referred by the " + decision.flow + " flow", now, system=True)
+        # No flush for the case's id: the action refers to the case object, and both rows are
+        # written with the decision's own in the unit of work's one flush.
+        self._append(
+            case, "opened", SYSTEM_OPERATOR, "referred by the " + decision.flow + " flow", now, system=True
+        )
         self.uow.publish("risk.review.opened", self._payload(case), subject=self._subject(case))
         return case.case_no
 
-    def cases(self, status: str | None = ReviewStatus.OPEN, *, flow: str | None = None, limit: int = 100) -> list[ReviewCaseView]:
+    def cases(
+        self, status: str | None = ReviewStatus.OPEN, *, flow: str | None = None, limit: int = 100
+    ) -> list[ReviewCaseView]:
         """Cases oldest first (a queue), with their audit trails."""
-        query = select(RiskReviewCase).order_by(RiskReviewCase.opened_at, RiskReviewCase.id).limit(min(limit, 1000))
+        query = (
+            select(RiskReviewCase)
+            .order_by(RiskReviewCase.opened_at, RiskReviewCase.id)
+            .limit(min(limit, 1000))
+        )
         if status is not None:
             query = query.where(RiskReviewCase.status == str(ReviewStatus(status)))
         if flow is not None:
@@ -85,14 +114,18 @@ class ReviewQueue:
         """A case by its case number (``rev_...``) or its decision's number (``dec_...``)."""
         return self._view(self._case(number))
 
-    def approve(self, number: str, *, operator: str, note: str = "", line_minor: int | None = None) -> ReviewCaseView:
+    def approve(
+        self, number: str, *, operator: str, note: str = "", line_minor: int | None = None
+    ) -> ReviewCaseView:
         """Approve a referred decision; an activation may be granted a smaller line than proposed."""
         case = self._open_case(number, operator)
         if line_minor is not None:
             if case.proposed_line_minor is None:
                 raise ValidationFailed("this case has no line to grant (not an activation with an offer)")
             if not 0 < line_minor <= case.proposed_line_minor:
-                raise ValidationFailed(f"line_minor must be more than 0 and at most the proposed {case.proposed_line_minor}")
+                raise ValidationFailed(
+                    f"line_minor must be more than 0 and at most the proposed {case.proposed_line_minor}"
+                )
         granted = line_minor if line_minor is not None else case.proposed_line_minor
         return self._close(case, ReviewStatus.APPROVED, operator, note, granted)
 
@@ -126,8 +159,14 @@ class ReviewQueue:
             raise Conflict(f"review case {case.case_no} is already {case.status} (by {case.closed_by})")
         return case
 
-    def _close(self, case: RiskReviewCase, status: ReviewStatus, operator: str, note: str,
-               granted_line_minor: int | None) -> ReviewCaseView:
+    def _close(
+        self,
+        case: RiskReviewCase,
+        status: ReviewStatus,
+        operator: str,
+        note: str,
+        granted_line_minor: int | None,
+    ) -> ReviewCaseView:
         now = self.uow.clock.now()
         case.status = status
         case.closed_at = now
@@ -137,14 +176,31 @@ class ReviewQueue:
         self.uow.publish(f"risk.review.{status}", self._payload(case), subject=self._subject(case))
         return self._view(case)
 
-    def _append(self, case: RiskReviewCase, action: str, operator: str, note: str, at: datetime, *,
-                system: bool = False) -> None:
-        self.session.add(RiskReviewAction(case_id=case.id, action=action, operator=operator, note=note[:2000], at=at,
-                                          is_system=system))
+    def _append(
+        self,
+        case: RiskReviewCase,
+        action: str,
+        operator: str,
+        note: str,
+        at: datetime,
+        *,
+        system: bool = False,
+    ) -> None:
+        self.session.add(
+            RiskReviewAction(
+                case=case, action=action, operator=operator, note=note[:2000], at=at, is_system=system
+            )
+        )
 
     def _payload(self, case: RiskReviewCase) -> dict[str, object]:
-        return {"case_no": case.case_no, "decision_no": case.decision_no, "flow": case.flow,
-                "customer_no": case.customer_no, "status": case.status, "line_minor": case.granted_line_minor}
+        return {
+            "case_no": case.case_no,
+            "decision_no": case.decision_no,
+            "flow": case.flow,
+            "customer_no": case.customer_no,
+            "status": case.status,
+            "line_minor": case.granted_line_minor,
+        }
 
     @staticmethod
     def _subject(case: RiskReviewCase) -> str | None:
@@ -156,9 +212,16 @@ class ReviewQueue:
             select(RiskReviewAction).where(RiskReviewAction.case_id == case.id).order_by(RiskReviewAction.id)
         )
         return ReviewCaseView(
-            case_no=case.case_no, decision_no=case.decision_no, flow=case.flow, customer_no=case.customer_no,
-            status=case.status, reasons=list(case.reasons), proposed_line_minor=case.proposed_line_minor,
-            granted_line_minor=case.granted_line_minor, opened_at=case.opened_at, closed_at=case.closed_at,
+            case_no=case.case_no,
+            decision_no=case.decision_no,
+            flow=case.flow,
+            customer_no=case.customer_no,
+            status=case.status,
+            reasons=list(case.reasons),
+            proposed_line_minor=case.proposed_line_minor,
+            granted_line_minor=case.granted_line_minor,
+            opened_at=case.opened_at,
+            closed_at=case.closed_at,
             closed_by=case.closed_by,
             actions=[ReviewActionView(a.action, a.operator, a.note, a.at) for a in actions],
         )

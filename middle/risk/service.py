@@ -31,6 +31,7 @@ from sqlalchemy import select
 from core.errors import NotFound
 from core.logging import get_logger
 from core.plugins import TenantHooks
+from core.statements import run, tenant_bound
 from core.tenancy import UnitOfWork
 from middle.risk.blacklist import Blacklist
 from middle.risk.engine import CHAMPION, ENGINE_VERSION, RiskEngine
@@ -125,8 +126,15 @@ class OfferTerms:
     def of(cls, offer: dict[str, Any] | None) -> OfferTerms | None:
         if offer is None:
             return None
-        return cls(offer["line_minor"], offer["currency"], offer["annual_rate_bps"], str(offer["daily_rate"]),
-                   offer["fee_rate_bps"], offer["score_band"], offer["strategy_version"])
+        return cls(
+            offer["line_minor"],
+            offer["currency"],
+            offer["annual_rate_bps"],
+            str(offer["daily_rate"]),
+            offer["fee_rate_bps"],
+            offer["score_band"],
+            offer["strategy_version"],
+        )
 
 
 @dataclass(frozen=True)
@@ -187,12 +195,26 @@ class DecisionRecord:
     @classmethod
     def of(cls, row: RiskDecision) -> DecisionRecord:
         return cls(
-            decision_no=row.decision_no, flow=row.flow, role=row.role, variant=row.variant,
-            champion_decision_no=row.champion_decision_no, request_id=row.request_id, decision_key=row.decision_key,
-            customer_no=row.customer_no, outcome=row.outcome, reasons=list(row.reasons),
-            offer=OfferTerms.of(row.inputs.get("offer")), score=row.score, rule_set_version=row.rule_set_version,
-            versions=dict(row.versions), inputs=dict(row.inputs), steps=list(row.steps), rule_hits=list(row.rule_hits),
-            facts=dict(row.facts), elapsed_us=row.elapsed_us, decided_at=row.decided_at,
+            decision_no=row.decision_no,
+            flow=row.flow,
+            role=row.role,
+            variant=row.variant,
+            champion_decision_no=row.champion_decision_no,
+            request_id=row.request_id,
+            decision_key=row.decision_key,
+            customer_no=row.customer_no,
+            outcome=row.outcome,
+            reasons=list(row.reasons),
+            offer=OfferTerms.of(row.inputs.get("offer")),
+            score=row.score,
+            rule_set_version=row.rule_set_version,
+            versions=dict(row.versions),
+            inputs=dict(row.inputs),
+            steps=list(row.steps),
+            rule_hits=list(row.rule_hits),
+            facts=dict(row.facts),
+            elapsed_us=row.elapsed_us,
+            decided_at=row.decided_at,
         )
 
 
@@ -205,6 +227,23 @@ class ReplayResult:
     original: dict[str, Any]
     replayed: dict[str, Any]
     differences: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RecordedDecision:
+    """What the rest of a decision needs of the row just written (a challenger, a review case)."""
+
+    decision_no: str
+    flow: str
+    decision_key: str
+    request_id: str | None
+    customer_no: str | None
+    reasons: list[str]
+    line_minor: int | None
+    decided_at: datetime
+
+
+_INSERT_DECISION = tenant_bound(RiskDecision.__table__.insert())
 
 
 def comparable_of_row(row: RiskDecision) -> dict[str, Any]:
@@ -223,7 +262,9 @@ def comparable_of_row(row: RiskDecision) -> dict[str, Any]:
 class RiskService:
     """Risk operations for one tenant within one unit of work."""
 
-    def __init__(self, uow: UnitOfWork, settings: RiskSettings, hooks: TenantHooks, engine: RiskEngine) -> None:
+    def __init__(
+        self, uow: UnitOfWork, settings: RiskSettings, hooks: TenantHooks, engine: RiskEngine
+    ) -> None:
         self.uow = uow
         self.session = uow.session
         self.tenant = uow.tenant
@@ -261,31 +302,68 @@ class RiskService:
         decision_no = new_number("dec_")
         customer_no = getattr(request, "customer_no", None)
         decision_key = request.decision_key or customer_no or request.request_id or decision_no
-        row = self._record(result, ctx, decision_no=decision_no, role=DecisionRole.CHAMPION, decision_key=decision_key,
-                           request_id=request.request_id, customer_no=customer_no, decided_at=live.now)
+        row = self._record(
+            result,
+            ctx,
+            decision_no=decision_no,
+            role=DecisionRole.CHAMPION,
+            decision_key=decision_key,
+            request_id=request.request_id,
+            customer_no=customer_no,
+            decided_at=live.now,
+        )
         shadow = self._shadow(flow, ctx, result, row, live)
         identifiers: Identifiers = ctx.scratch.get("identifiers") or Identifiers()
-        record_event(self.session, kind=flow, customer_no=customer_no, device_id=identifiers.device,
-                     merchant_id=request_json.get("merchant_id"), amount_minor=request_json.get("amount_minor") or 0,
-                     outcome=result.outcome, decision_no=decision_no, occurred_at=live.now)
+        record_event(
+            self.uow,
+            kind=flow,
+            customer_no=customer_no,
+            device_id=identifiers.device,
+            merchant_id=request_json.get("merchant_id"),
+            amount_minor=request_json.get("amount_minor") or 0,
+            outcome=result.outcome,
+            decision_no=decision_no,
+            occurred_at=live.now,
+        )
         case_no = self.reviews.open(row) if result.outcome == Outcome.REVIEW else None
         offer = result.offer or {}
         self.uow.publish(
             "risk.decision.made",
-            {"decision_no": decision_no, "flow": flow, "outcome": result.outcome, "reasons": result.reasons,
-             "customer_no": customer_no, "request_id": request.request_id, "review_case_no": case_no,
-             "line_minor": offer.get("line_minor"), "currency": offer.get("currency"),
-             "annual_rate_bps": offer.get("annual_rate_bps"), "fee_rate_bps": offer.get("fee_rate_bps")},
+            {
+                "decision_no": decision_no,
+                "flow": flow,
+                "outcome": result.outcome,
+                "reasons": result.reasons,
+                "customer_no": customer_no,
+                "request_id": request.request_id,
+                "review_case_no": case_no,
+                "line_minor": offer.get("line_minor"),
+                "currency": offer.get("currency"),
+                "annual_rate_bps": offer.get("annual_rate_bps"),
+                "fee_rate_bps": offer.get("fee_rate_bps"),
+            },
             subject=f"customer:{customer_no}" if customer_no else None,
         )
         return Decision(
-            decision_no=decision_no, flow=flow, outcome=result.outcome, reasons=list(result.reasons),
-            customer_no=customer_no, offer=OfferTerms.of(result.offer), decided_at=live.now, review_case_no=case_no,
+            decision_no=decision_no,
+            flow=flow,
+            outcome=result.outcome,
+            reasons=list(result.reasons),
+            customer_no=customer_no,
+            offer=OfferTerms.of(result.offer),
+            decided_at=live.now,
+            review_case_no=case_no,
             challenger=shadow,
         )
 
-    def _shadow(self, flow: str, champion_ctx: FlowContext, champion: FlowResult, row: RiskDecision,
-                live: LiveFacts) -> ShadowDecision | None:
+    def _shadow(
+        self,
+        flow: str,
+        champion_ctx: FlowContext,
+        champion: FlowResult,
+        row: RecordedDecision,
+        live: LiveFacts,
+    ) -> ShadowDecision | None:
         challenger = self.engine.challenger_for(flow, row.decision_key)
         if challenger is None:
             return None
@@ -295,63 +373,116 @@ class RiskService:
             with self.session.begin_nested():
                 result = run_flow(ctx, self.engine.flow(flow).steps, recorded=champion.outputs())
                 shadow_no = new_number("dec_")
-                self._record(result, ctx, decision_no=shadow_no, role=DecisionRole.CHALLENGER,
-                             decision_key=row.decision_key, request_id=row.request_id, customer_no=row.customer_no,
-                             decided_at=row.decided_at, champion_decision_no=row.decision_no)
+                self._record(
+                    result,
+                    ctx,
+                    decision_no=shadow_no,
+                    role=DecisionRole.CHALLENGER,
+                    decision_key=row.decision_key,
+                    request_id=row.request_id,
+                    customer_no=row.customer_no,
+                    decided_at=row.decided_at,
+                    champion_decision_no=row.decision_no,
+                )
         except Exception as exc:  # a challenger must never cost the customer the champion's answer
-            log.error("challenger decision failed", tenant_id=self.tenant.id, flow=flow, challenger=challenger.name,
-                      decision_no=row.decision_no, error=f"{type(exc).__name__}: {exc}")
+            log.error(
+                "challenger decision failed",
+                tenant_id=self.tenant.id,
+                flow=flow,
+                challenger=challenger.name,
+                decision_no=row.decision_no,
+                error=f"{type(exc).__name__}: {exc}",
+            )
             return None
         return ShadowDecision(shadow_no, challenger.name, result.outcome, list(result.reasons))
 
-    def _record(self, result: FlowResult, ctx: FlowContext, *, decision_no: str, role: str, decision_key: str,
-                request_id: str | None, customer_no: str | None, decided_at: datetime,
-                champion_decision_no: str | None = None) -> RiskDecision:
+    def _record(
+        self,
+        result: FlowResult,
+        ctx: FlowContext,
+        *,
+        decision_no: str,
+        role: str,
+        decision_key: str,
+        request_id: str | None,
+        customer_no: str | None,
+        decided_at: datetime,
+        champion_decision_no: str | None = None,
+    ) -> RecordedDecision:
+        """Write the decision's row: a Core insert on the session's connection, so the record is not
+        an ORM object the unit of work must track and flush (it is never updated); the kernel's
+        :func:`core.statements.run` stamps it with the unit of work's tenant."""
         self.engine.ensure_stored(self.uow, ctx.rule_set)
         offer = result.offer
         score = result.score
-        row = RiskDecision(
-            decision_no=decision_no, flow=result.flow, role=str(role), variant=result.variant,
-            champion_decision_no=champion_decision_no, request_id=request_id, decision_key=decision_key,
-            customer_no=customer_no, outcome=result.outcome, reasons=list(result.reasons),
-            line_minor=offer["line_minor"] if offer else None, currency=offer["currency"] if offer else None,
-            annual_rate_bps=offer["annual_rate_bps"] if offer else None,
-            fee_rate_bps=offer["fee_rate_bps"] if offer else None,
-            score=score["value"] if score else None,
-            rule_set_version=result.rule_set_version,
-            versions={
-                "engine": ENGINE_VERSION,
-                "rule_set": result.rule_set_version,
-                "scorecard": score["scorecard_version"] if score else None,
-                "strategy": offer["strategy_version"] if offer else None,
-            },
-            inputs={
-                "request": ctx.request,
-                "params": ctx.params.as_json(),
-                "plan": [step.name for step in self.engine.flow(result.flow).steps],
-                "outputs": result.outputs(),
-                "offer": offer,
-                "score": score,
-            },
-            steps=[record.as_json() for record in result.steps],
-            rule_hits=result.rule_hits,
-            facts=result.facts,
-            elapsed_us=result.elapsed_us,
+        recorded = RecordedDecision(
+            decision_no=decision_no,
+            flow=result.flow,
+            decision_key=decision_key,
+            request_id=request_id,
+            customer_no=customer_no,
+            reasons=list(result.reasons),
+            line_minor=offer["line_minor"] if offer else None,
             decided_at=decided_at,
         )
-        self.session.add(row)
-        return row
+        run(
+            self.uow,
+            _INSERT_DECISION,
+            {
+                "decision_no": decision_no,
+                "flow": result.flow,
+                "role": str(role),
+                "variant": result.variant,
+                "champion_decision_no": champion_decision_no,
+                "request_id": request_id,
+                "decision_key": decision_key,
+                "customer_no": customer_no,
+                "outcome": result.outcome,
+                "reasons": recorded.reasons,
+                "line_minor": recorded.line_minor,
+                "currency": offer["currency"] if offer else None,
+                "annual_rate_bps": offer["annual_rate_bps"] if offer else None,
+                "fee_rate_bps": offer["fee_rate_bps"] if offer else None,
+                "score": score["value"] if score else None,
+                "rule_set_version": result.rule_set_version,
+                "versions": {
+                    "engine": ENGINE_VERSION,
+                    "rule_set": result.rule_set_version,
+                    "scorecard": score["scorecard_version"] if score else None,
+                    "strategy": offer["strategy_version"] if offer else None,
+                },
+                "inputs": {
+                    "request": ctx.request,
+                    "params": ctx.params.as_json(),
+                    "plan": [step.name for step in self.engine.flow(result.flow).steps],
+                    "outputs": result.outputs(),
+                    "offer": offer,
+                    "score": score,
+                },
+                "steps": [record.as_json() for record in result.steps],
+                "rule_hits": result.rule_hits,
+                "facts": result.facts,
+                "elapsed_us": result.elapsed_us,
+                "decided_at": decided_at,
+            },
+        )
+        return recorded
 
     # --- reading ------------------------------------------------------------------------------
 
     def get_decision(self, decision_no: str) -> DecisionRecord:
         return DecisionRecord.of(self._row(decision_no))
 
-    def decisions_for_customer(self, customer_no: str, *, flow: str | None = None, include_challengers: bool = False,
-                               limit: int = 50) -> list[DecisionRecord]:
+    def decisions_for_customer(
+        self, customer_no: str, *, flow: str | None = None, include_challengers: bool = False, limit: int = 50
+    ) -> list[DecisionRecord]:
         """The customer's decisions, newest first."""
-        query = (select(RiskDecision).where(RiskDecision.customer_no == customer_no)
-                 .order_by(RiskDecision.decided_at.desc(), RiskDecision.id.desc()).limit(min(limit, 1000)))
+        query = (
+            select(RiskDecision)
+            .where(RiskDecision.customer_no == customer_no)
+            .order_by(RiskDecision.decided_at.desc(), RiskDecision.id.desc())
+            .limit(min(limit, 1000))
+        )
         if flow is not None:
             query = query.where(RiskDecision.flow == flow)
         if not include_challengers:
@@ -359,7 +490,11 @@ class RiskService:
         return [DecisionRecord.of(row) for row in self.session.scalars(query)]
 
     def challenger_decisions(self, decision_no: str) -> list[DecisionRecord]:
-        query = select(RiskDecision).where(RiskDecision.champion_decision_no == decision_no).order_by(RiskDecision.id)
+        query = (
+            select(RiskDecision)
+            .where(RiskDecision.champion_decision_no == decision_no)
+            .order_by(RiskDecision.id)
+        )
         return [DecisionRecord.of(row) for row in self.session.scalars(query)]
 
     def rule_set_definition(self, version: str) -> dict[str, Any]:
@@ -391,9 +526,13 @@ class RiskService:
         except ReplayError as exc:
             if rules == "recorded":
                 raise
-            return ReplayResult(decision_no, rules, rule_set.version, False, original, {"error": str(exc)}, ["error"])
+            return ReplayResult(
+                decision_no, rules, rule_set.version, False, original, {"error": str(exc)}, ["error"]
+            )
         differences = [key for key in original if original[key] != replayed[key]]
-        return ReplayResult(decision_no, rules, rule_set.version, not differences, original, replayed, differences)
+        return ReplayResult(
+            decision_no, rules, rule_set.version, not differences, original, replayed, differences
+        )
 
     def _steps_for(self, flow: str, plan: list[str]) -> list[Step]:
         """The step objects a record ran, by name: the tenant's current flow, then the built-ins."""
@@ -403,31 +542,45 @@ class RiskService:
         for name in plan:
             step = current.get(name) or builtin.get(name)
             if step is None:
-                raise ReplayError(f"step {name!r} of the {flow} flow is not available (its plugin is not enabled)")
+                raise ReplayError(
+                    f"step {name!r} of the {flow} flow is not available (its plugin is not enabled)"
+                )
             steps.append(step)
         return steps
 
     # --- inside -------------------------------------------------------------------------------
 
     def _row(self, decision_no: str) -> RiskDecision:
-        row = self.session.scalars(select(RiskDecision).where(RiskDecision.decision_no == decision_no)).one_or_none()
+        row = self.session.scalars(
+            select(RiskDecision).where(RiskDecision.decision_no == decision_no)
+        ).one_or_none()
         if row is None:
             raise NotFound(f"no decision {decision_no!r}")
         return row
 
     def _champion_by_request_id(self, flow: str, request_id: str) -> RiskDecision | None:
-        return self.session.scalars(select(RiskDecision).where(
-            RiskDecision.flow == flow, RiskDecision.role == DecisionRole.CHAMPION, RiskDecision.request_id == request_id,
-        )).one_or_none()
+        return self.session.scalars(
+            select(RiskDecision).where(
+                RiskDecision.flow == flow,
+                RiskDecision.role == DecisionRole.CHAMPION,
+                RiskDecision.request_id == request_id,
+            )
+        ).one_or_none()
 
     def _decision_of(self, row: RiskDecision, *, created: bool) -> Decision:
         case_no = None
         if row.outcome == Outcome.REVIEW:
             case_no = self.reviews.get(row.decision_no).case_no
         return Decision(
-            decision_no=row.decision_no, flow=row.flow, outcome=row.outcome, reasons=list(row.reasons),
-            customer_no=row.customer_no, offer=OfferTerms.of(row.inputs.get("offer")), decided_at=row.decided_at,
-            review_case_no=case_no, created=created,
+            decision_no=row.decision_no,
+            flow=row.flow,
+            outcome=row.outcome,
+            reasons=list(row.reasons),
+            customer_no=row.customer_no,
+            offer=OfferTerms.of(row.inputs.get("offer")),
+            decided_at=row.decided_at,
+            review_case_no=case_no,
+            created=created,
         )
 
 

@@ -11,15 +11,31 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from core.errors import NotFound
+from core.statements import run, tenant_bound, tenant_filter
 from core.tenancy import UnitOfWork
 from middle.party.models import Customer
 from middle.risk.blacklist import Blacklist
 from middle.risk.facts import ApplicantFacts
 from middle.risk.settings import RiskSettings
 from middle.risk.velocity import velocity_facts
+
+# Built once, a Core statement (through the ORM session this one read cost three times as much),
+# checked by the kernel's tenant_bound and run by its run(), which binds the unit of work's
+# tenant. The columns are what the applicant facts, the blacklist
+# look-up and the credit module's identity facts need.
+_PARTY = Customer.__table__
+_APPLICANT = tenant_bound(select(
+    _PARTY.c.customer_no,
+    _PARTY.c.birth_date,
+    _PARTY.c.gender,
+    _PARTY.c.region_code,
+    _PARTY.c.phone_e164,
+    _PARTY.c.id_number,
+    _PARTY.c.created_at,
+).where(tenant_filter(_PARTY), _PARTY.c.customer_no == bindparam("customer_no")))
 
 
 @dataclass(frozen=True)
@@ -45,8 +61,9 @@ class LiveFacts:
         self.now: datetime = uow.clock.now()
         self._credit: Any = None
 
-    def applicant(self, customer_no: str) -> tuple[dict[str, Any], Identifiers]:
-        row = self.uow.session.scalars(select(Customer).where(Customer.customer_no == customer_no)).one_or_none()
+    def applicant(self, customer_no: str) -> tuple[dict[str, Any], Identifiers, Any]:
+        """The applicant's facts, raw identifiers and party row (the credit module reuses the row)."""
+        row = run(self.uow, _APPLICANT, {"customer_no": customer_no}).one_or_none()
         if row is None:
             raise NotFound(f"no customer {customer_no!r}")
         today = self.tenant.business_date()
@@ -60,14 +77,17 @@ class LiveFacts:
             phone_prefix=row.phone_e164.removeprefix("+86")[:3],
             customer_since_days=max((self.now - row.created_at).days, 0),
         )
-        return facts.model_dump(mode="json"), Identifiers(id_number=row.id_number, phone=row.phone_e164)
+        return facts.model_dump(mode="json"), Identifiers(id_number=row.id_number, phone=row.phone_e164), row
 
     def blacklist_hits(self, identifiers: Identifiers) -> dict[str, bool]:
-        return Blacklist(self.uow).hits(id_number=identifiers.id_number, phone=identifiers.phone,
-                                        device=identifiers.device)
+        return Blacklist(self.uow).hits(
+            id_number=identifiers.id_number, phone=identifiers.phone, device=identifiers.device
+        )
 
     def velocity(self, kind: str, keys: dict[str, str | None]) -> dict[str, Any]:
-        return velocity_facts(self.uow.session, self.tenant.id, kind, keys, self.settings.velocity_windows, self.now)
+        return velocity_facts(
+            self.uow, kind, keys, self.settings.velocity_windows, self.now
+        )
 
     def credit(self) -> Any:
         """The credit module's service (``middle.credit.service.CreditService``) on this unit of work."""

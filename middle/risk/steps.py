@@ -89,12 +89,20 @@ class ApplicantStep:
             sections["consented"] = consented.model_dump(mode="json")
         customer_no = request.get("customer_no")
         if customer_no:
-            sections["applicant"], identifiers = live.applicant(customer_no)
+            sections["applicant"], identifiers, ctx.scratch["customer"] = live.applicant(customer_no)
         else:
             phone = request.get("payer_phone")
             identifiers = Identifiers(phone=normalize(BlacklistKind.PHONE, phone) if phone else None)
-            sections["applicant"] = {"known": False, "customer_no": "", "age": 0, "gender": "", "region_code": "",
-                                     "province_code": "", "phone_prefix": "", "customer_since_days": 0}
+            sections["applicant"] = {
+                "known": False,
+                "customer_no": "",
+                "age": 0,
+                "gender": "",
+                "region_code": "",
+                "province_code": "",
+                "phone_prefix": "",
+                "customer_since_days": 0,
+            }
         ctx.scratch["identifiers"] = Identifiers(identifiers.id_number, identifiers.phone, device_id or None)
         sections["device"] = {"known": bool(device_id), "id": device_id or ""}
         if flow in ("purchase", "payment"):
@@ -107,7 +115,9 @@ class ApplicantStep:
             ).model_dump(mode="json")
         if flow == "purchase":
             account = request.get("account")
-            sections["account"] = (AccountFacts(provided=True, **account) if account else AccountFacts()).model_dump(mode="json")
+            sections["account"] = (
+                AccountFacts(provided=True, **account) if account else AccountFacts()
+            ).model_dump(mode="json")
         sections["extra"] = dict(request.get("extra") or {})
         return {"sections": sections}
 
@@ -132,7 +142,10 @@ class AntiFraudStep:
             "device": identifiers.device,
             "merchant": ctx.request.get("merchant_id"),
         }
-        return {"blacklist": ctx.live.blacklist_hits(identifiers), "velocity": ctx.live.velocity(ctx.flow, keys)}
+        return {
+            "blacklist": ctx.live.blacklist_hits(identifiers),
+            "velocity": ctx.live.velocity(ctx.flow, keys),
+        }
 
     def evaluate(self, ctx: FlowContext, output: dict[str, Any]) -> StepVerdict:
         ctx.set_facts("blacklist", output["blacklist"])
@@ -150,16 +163,25 @@ class ScorecardStep:
     def gather(self, ctx: FlowContext) -> dict[str, Any]:
         assert ctx.live is not None
         credit = ctx.live.credit()
-        profile = credit.build_profile(ctx.request["customer_no"], ctx.facts["consented"])
+        # The party row the applicant step read: the credit module need not read it again.
+        profile = credit.build_profile(
+            ctx.request["customer_no"], ctx.facts["consented"], customer=ctx.scratch.get("customer")
+        )
         score = credit.score(profile)
         band = credit.band_for(score.score)
         ctx.scratch["credit_profile"], ctx.scratch["credit_score"] = profile, score
-        return {"profile": profile.model_dump(mode="json"), "score": score_json(score, band.name if band else "")}
+        return {
+            "profile": profile.model_dump(mode="json"),
+            "score": score_json(score, band.name if band else ""),
+        }
 
     def evaluate(self, ctx: FlowContext, output: dict[str, Any]) -> StepVerdict:
         score = output["score"]
         ctx.score = score
-        ctx.set_facts("score", {"value": score["value"], "band": score["band"], "scorecard_version": score["scorecard_version"]})
+        ctx.set_facts(
+            "score",
+            {"value": score["value"], "band": score["band"], "scorecard_version": score["scorecard_version"]},
+        )
         ctx.set_facts("profile", output["profile"])
         return StepVerdict(detail={"score": score["value"], "band": score["band"]})
 
@@ -183,7 +205,10 @@ def score_result(data: dict[str, Any]) -> ScoreResult:
         score=data["value"],
         points_by_feature=data["points_by_feature"],
         bins_by_feature=data["bins_by_feature"],
-        reasons=[Reason(code, message) for code, message in zip(data["reasons"], data["reason_messages"], strict=True)],
+        reasons=[
+            Reason(code, message)
+            for code, message in zip(data["reasons"], data["reason_messages"], strict=True)
+        ],
         scorecard_version=data["scorecard_version"],
         probability_of_default=data["probability_of_default"],
     )
@@ -226,12 +251,18 @@ class LimitPricingStep:
         if ctx.adjustments:
             offer = adjust_offer(offer, ctx.adjustments, output["terms"])
             if offer is None:
-                return StepVerdict("decline", [LINE_BELOW_MINIMUM], detail={"adjusted_by": [n for n, _ in ctx.adjustments]})
+                return StepVerdict(
+                    "decline", [LINE_BELOW_MINIMUM], detail={"adjusted_by": [n for n, _ in ctx.adjustments]}
+                )
         ctx.offer = offer
-        return StepVerdict(detail={"line_minor": offer["line_minor"], "adjusted_by": offer.get("adjusted_by", [])})
+        return StepVerdict(
+            detail={"line_minor": offer["line_minor"], "adjusted_by": offer.get("adjusted_by", [])}
+        )
 
 
-def adjust_offer(offer: dict[str, Any], adjustments: list[tuple[str, Any]], terms: dict[str, Any]) -> dict[str, Any] | None:
+def adjust_offer(
+    offer: dict[str, Any], adjustments: list[tuple[str, Any]], terms: dict[str, Any]
+) -> dict[str, Any] | None:
     from middle.credit.service import daily_rate_of
 
     line, rate, fee = offer["line_minor"], offer["annual_rate_bps"], offer["fee_rate_bps"]
@@ -264,14 +295,28 @@ def validated_consent(data: dict[str, Any]) -> ConsentedData:
     try:
         return ConsentedData.model_validate(data)
     except ValidationError as exc:
-        details = [{"field": ".".join(["consented", *(str(part) for part in error["loc"])]), "code": error["type"],
-                    "message": error["msg"]} for error in exc.errors()]
-        raise ValidationFailed("; ".join(f"{d['field']}: {d['message']}" for d in details), details=details) from None
+        details = [
+            {
+                "field": ".".join(["consented", *(str(part) for part in error["loc"])]),
+                "code": error["type"],
+                "message": error["msg"],
+            }
+            for error in exc.errors()
+        ]
+        raise ValidationFailed(
+            "; ".join(f"{d['field']}: {d['message']}" for d in details), details=details
+        ) from None
 
 
 def default_steps(flow: str) -> list[Step]:
     """The steps of a flow before plugins change them (``sceneos_risk_flow_steps``)."""
     if flow == "activation":
-        return [ApplicantStep(), RulesStep("pre_screen"), AntiFraudStep(), ScorecardStep(), RulesStep("post_score"),
-                LimitPricingStep()]
+        return [
+            ApplicantStep(),
+            RulesStep("pre_screen"),
+            AntiFraudStep(),
+            ScorecardStep(),
+            RulesStep("post_score"),
+            LimitPricingStep(),
+        ]
     return [ApplicantStep(), RulesStep("pre_screen"), AntiFraudStep()]

@@ -8,11 +8,13 @@ from decimal import Decimal
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy import select
 
 from core.errors import ConfigError, NotFound, ValidationFailed
 from core.hookspecs import hookimpl
 from core.testing.factories import mobile, resident_id
 from core.testing.harness import tenant_config
+from middle.credit.models import CreditProfileRecord
 from middle.credit.service import CreditProfile, Pricing, daily_rate_of
 from middle.credit.settings import CreditSettings
 from middle.party.service import CustomerDraft
@@ -94,11 +96,23 @@ def assess(app, customer_no, consented=None, tenant_id="bank"):
 def test_profile_reads_identity_from_the_party_registry_and_keeps_consented_data(make_sceneos) -> None:
     app = make_sceneos({"tenants": {"bank": credit_tenant()}})
     customer_no = register(app)
-    result = assess(app, customer_no, {"income_band": "3k_5k", "order_count_90d": 12,
-                                       "order_amount_90d_minor": 372_000, "extra": {"vip": True}})
+    result = assess(
+        app,
+        customer_no,
+        {
+            "income_band": "3k_5k",
+            "order_count_90d": 12,
+            "order_amount_90d_minor": 372_000,
+            "extra": {"vip": True},
+        },
+    )
     profile = result.profile
     assert (profile.customer_no, profile.age_years, profile.region_code, profile.gender) == (
-        customer_no, 39, "110105", "male")
+        customer_no,
+        39,
+        "110105",
+        "male",
+    )
     assert profile.as_of == date(2026, 1, 1)
     assert profile.order_amount_90d_minor == 372_000
     assert profile.facts()["extra.vip"] is True
@@ -109,7 +123,10 @@ def test_profile_reads_identity_from_the_party_registry_and_keeps_consented_data
     assert stored.income_band == "3k_5k" and stored.order_count_90d == 12
     assess(app, customer_no, {"income_band": "10k_20k"})
     with tenant.unit_of_work() as uow:
-        assert tenant.module("credit").container.service(uow=uow).stored_consented(customer_no).income_band == "10k_20k"
+        assert (
+            tenant.module("credit").container.service(uow=uow).stored_consented(customer_no).income_band
+            == "10k_20k"
+        )
 
 
 def test_unknown_customers_and_bad_consented_data_are_refused(make_sceneos) -> None:
@@ -131,13 +148,25 @@ def test_unknown_customers_and_bad_consented_data_are_refused(make_sceneos) -> N
 @BOTH
 def test_internal_history_is_merged_over_products(make_sceneos) -> None:
     plugins = {
-        "card_product": ProductHistory(existing_line_minor=500_000, outstanding_minor=100_000, max_days_past_due=3,
-                                       existing_credit_count=1, on_time_repayments=10),
-        "loan_product": ProductHistory(existing_line_minor=300_000, outstanding_minor=300_000, max_days_past_due=31,
-                                       current_days_past_due=2, existing_credit_count=1, late_repayments=1),
+        "card_product": ProductHistory(
+            existing_line_minor=500_000,
+            outstanding_minor=100_000,
+            max_days_past_due=3,
+            existing_credit_count=1,
+            on_time_repayments=10,
+        ),
+        "loan_product": ProductHistory(
+            existing_line_minor=300_000,
+            outstanding_minor=300_000,
+            max_days_past_due=31,
+            current_days_past_due=2,
+            existing_credit_count=1,
+            late_repayments=1,
+        ),
     }
-    app = make_sceneos({"tenants": {"bank": credit_tenant(plugins=["card_product", "loan_product"])}},
-                       plugins=plugins)
+    app = make_sceneos(
+        {"tenants": {"bank": credit_tenant(plugins=["card_product", "loan_product"])}}, plugins=plugins
+    )
     profile = assess(app, register(app)).profile
     assert profile.existing_line_minor == 800_000
     assert profile.outstanding_minor == 400_000
@@ -156,10 +185,14 @@ def test_a_malformed_internal_history_report_is_refused(make_sceneos) -> None:
 
 
 def test_the_bureau_is_asked_only_with_the_customers_authorization_and_when_enabled(make_sceneos) -> None:
-    app = make_sceneos({"tenants": {
-        "bank": credit_tenant(),
-        "no_bureau": credit_tenant(credit={"fetch_bureau": False}),
-    }})
+    app = make_sceneos(
+        {
+            "tenants": {
+                "bank": credit_tenant(),
+                "no_bureau": credit_tenant(credit={"fetch_bureau": False}),
+            }
+        }
+    )
     customer_no = register(app)
     assert assess(app, customer_no, {"bureau_authorized": False}).profile.bureau is None
     report = assess(app, customer_no, {"bureau_authorized": True}).profile.bureau
@@ -172,10 +205,14 @@ def test_the_bureau_is_asked_only_with_the_customers_authorization_and_when_enab
 def test_without_a_bureau_record_the_scorecard_says_so(make_sceneos) -> None:
     customer_no = register(make_sceneos({"tenants": {"bank": credit_tenant()}}))
     # The same database, with the bureau knowing nothing of this customer.
-    app = make_sceneos({"tenants": {"bank": credit_tenant(plugin_config={"fake_bureau": {"no_record": [customer_no]}})}})
+    app = make_sceneos(
+        {"tenants": {"bank": credit_tenant(plugin_config={"fake_bureau": {"no_record": [customer_no]}})}}
+    )
     result = assess(app, customer_no, {"bureau_authorized": True})
     assert result.profile.bureau is None
-    bureau_bins = {name: label for name, label in result.score.bins_by_feature.items() if name.startswith("bureau.")}
+    bureau_bins = {
+        name: label for name, label in result.score.bins_by_feature.items() if name.startswith("bureau.")
+    }
     assert bureau_bins and set(bureau_bins.values()) == {"Missing or other"}
     assert ("CR90", "No credit report was available") in result.score.reasons
     assert len(result.score.reasons) <= 4
@@ -199,11 +236,18 @@ def test_score_and_default_offer(make_sceneos) -> None:
 
 
 def test_a_low_score_gets_no_offer_and_reasons(make_sceneos) -> None:
-    weak = {"checking_status": "negative", "savings_band": "lt_100", "credit_history": "all_paid_here",
-            "other_installment_plans": "bank", "property": "none"}
+    weak = {
+        "checking_status": "negative",
+        "savings_band": "lt_100",
+        "credit_history": "all_paid_here",
+        "other_installment_plans": "bank",
+        "property": "none",
+    }
     customer_no = register(make_sceneos({"tenants": {"bank": credit_tenant()}}), birth=date(2004, 2, 1))
     app = make_sceneos({"tenants": {"bank": credit_tenant(plugin_config=pin_report(customer_no, weak))}})
-    result = assess(app, customer_no, {"employment_band": "unemployed", "housing": "rent", "bureau_authorized": True})
+    result = assess(
+        app, customer_no, {"employment_band": "unemployed", "housing": "rent", "bureau_authorized": True}
+    )
     assert result.score.score < 485 and result.offer is None
     assert len(result.score.reasons) == 4
     assert result.score.reasons[0].code.startswith("CR")
@@ -211,21 +255,35 @@ def test_a_low_score_gets_no_offer_and_reasons(make_sceneos) -> None:
 
 @BOTH
 def test_a_bank_plugin_replaces_the_limit_strategy_for_its_tenant_only(make_sceneos) -> None:
-    config = {"tenants": {
-        "bank_a": credit_tenant("Bank A", plugins=["fake_bureau", "bank_a_limits"]),
-        "bank_b": credit_tenant("Bank B"),
-    }}
+    config = {
+        "tenants": {
+            "bank_a": credit_tenant("Bank A", plugins=["fake_bureau", "bank_a_limits"]),
+            "bank_b": credit_tenant("Bank B"),
+        }
+    }
     plain = {"tenants": {"bank_b": credit_tenant("Bank B")}}
     app = make_sceneos(config, plugins={"bank_a_limits": HalfLines()})
-    customers = {tenant: [register(app, tenant, seq=seq, birth=date(1970 + seq, 1, 9)) for seq in range(1, 9)]
-                 for tenant in ("bank_a", "bank_b")}
-    consents = [{**STRONG_CONSENT, "income_band": band} for band in ("20k_plus", "10k_20k", "5k_10k", "3k_5k")] * 2
-    offers_a = [assess(app, c, consent, "bank_a").offer for c, consent in zip(customers["bank_a"], consents, strict=True)]
-    offers_b = [assess(app, c, consent, "bank_b").offer for c, consent in zip(customers["bank_b"], consents, strict=True)]
+    customers = {
+        tenant: [register(app, tenant, seq=seq, birth=date(1970 + seq, 1, 9)) for seq in range(1, 9)]
+        for tenant in ("bank_a", "bank_b")
+    }
+    consents = [
+        {**STRONG_CONSENT, "income_band": band} for band in ("20k_plus", "10k_20k", "5k_10k", "3k_5k")
+    ] * 2
+    offers_a = [
+        assess(app, c, consent, "bank_a").offer
+        for c, consent in zip(customers["bank_a"], consents, strict=True)
+    ]
+    offers_b = [
+        assess(app, c, consent, "bank_b").offer
+        for c, consent in zip(customers["bank_b"], consents, strict=True)
+    ]
     # Bank B without bank A's plugin at all: the same offers as in the shared application.
     alone = make_sceneos(plain)  # the same database
-    offers_b_alone = [assess(alone, c, consent, "bank_b").offer
-                      for c, consent in zip(customers["bank_b"], consents, strict=True)]
+    offers_b_alone = [
+        assess(alone, c, consent, "bank_b").offer
+        for c, consent in zip(customers["bank_b"], consents, strict=True)
+    ]
     assert offers_b == offers_b_alone
     assert all(o is None or o.strategy_version.startswith("limit=credit;") for o in offers_b)
     # Bank A's offers come from its plugin: half the band's line, none below band B.
@@ -239,10 +297,22 @@ def test_a_bank_plugin_replaces_the_limit_strategy_for_its_tenant_only(make_scen
 
 def test_caps_and_the_rate_ceiling_bound_whatever_the_hooks_answer(make_sceneos) -> None:
     strategy = SettablePricing()
-    app = make_sceneos({"tenants": {"bank": credit_tenant(plugins=["settable"], credit={
-        "max_line_minor": 2_000_000, "max_total_exposure_minor": 2_500_000, "min_line_minor": 100_000,
-        "annual_rate_ceiling_bps": 2400,
-    })}}, plugins={"settable": strategy})
+    app = make_sceneos(
+        {
+            "tenants": {
+                "bank": credit_tenant(
+                    plugins=["settable"],
+                    credit={
+                        "max_line_minor": 2_000_000,
+                        "max_total_exposure_minor": 2_500_000,
+                        "min_line_minor": 100_000,
+                        "annual_rate_ceiling_bps": 2400,
+                    },
+                )
+            }
+        },
+        plugins={"settable": strategy},
+    )
     profile = profile_of(existing_line_minor=1_000_000)
     strategy.line, strategy.answer = 9_999_999, Pricing(annual_rate_bps=3600, fee_rate_bps=500)
     offer = offer_for(app, profile)
@@ -256,8 +326,15 @@ def test_caps_and_the_rate_ceiling_bound_whatever_the_hooks_answer(make_sceneos)
 
 
 def profile_of(**history) -> CreditProfile:
-    return CreditProfile(customer_no="cus_test", as_of=date(2026, 1, 1), age_years=40, region_code="110105",
-                         gender="female", income_band="5k_10k", **history)
+    return CreditProfile(
+        customer_no="cus_test",
+        as_of=date(2026, 1, 1),
+        age_years=40,
+        region_code="110105",
+        gender="female",
+        income_band="5k_10k",
+        **history,
+    )
 
 
 def offer_for(app, profile, score_value=600):
@@ -271,10 +348,18 @@ def offer_for(app, profile, score_value=600):
 def test_offers_never_exceed_caps_or_the_ceiling(make_sceneos) -> None:
     """Property: whatever a limit or pricing plugin answers, the offer respects the configuration."""
     strategy = SettablePricing()
-    settings = {"max_line_minor": 3_000_000, "max_total_exposure_minor": 4_000_000, "min_line_minor": 50_000,
-                "line_step_minor": 10_000, "annual_rate_ceiling_bps": 2400, "days_in_year": 360}
-    app = make_sceneos({"tenants": {"bank": credit_tenant(plugins=["settable"], credit=settings)}},
-                       plugins={"settable": strategy})
+    settings = {
+        "max_line_minor": 3_000_000,
+        "max_total_exposure_minor": 4_000_000,
+        "min_line_minor": 50_000,
+        "line_step_minor": 10_000,
+        "annual_rate_ceiling_bps": 2400,
+        "days_in_year": 360,
+    }
+    app = make_sceneos(
+        {"tenants": {"bank": credit_tenant(plugins=["settable"], credit=settings)}},
+        plugins={"settable": strategy},
+    )
 
     @given(
         line=st.integers(min_value=0, max_value=10**10),
@@ -305,10 +390,20 @@ def test_the_daily_rate_never_annualizes_above_the_annual_rate(rate, days) -> No
 
 def test_settings_are_checked_at_startup(make_sceneos) -> None:
     with pytest.raises(ConfigError, match="strictly decreasing"):
-        make_sceneos({"tenants": {"bank": credit_tenant(credit={"score_bands": [
-            {"name": "A", "min_score": 500, "max_line_minor": 1, "annual_rate_bps": 1},
-            {"name": "B", "min_score": 600, "max_line_minor": 1, "annual_rate_bps": 1},
-        ]})}})
+        make_sceneos(
+            {
+                "tenants": {
+                    "bank": credit_tenant(
+                        credit={
+                            "score_bands": [
+                                {"name": "A", "min_score": 500, "max_line_minor": 1, "annual_rate_bps": 1},
+                                {"name": "B", "min_score": 600, "max_line_minor": 1, "annual_rate_bps": 1},
+                            ]
+                        }
+                    )
+                }
+            }
+        )
     with pytest.raises(ConfigError, match="neither a shipped scorecard"):
         make_sceneos({"tenants": {"bank": credit_tenant(credit={"scorecard": "missing-card"})}})
     with pytest.raises(ConfigError, match="needs module 'party'"):
@@ -346,15 +441,26 @@ def test_the_cli_checks_scorecards_and_assesses_a_customer(tmp_path) -> None:
     config.write_text(
         f'[database]\nurl = "sqlite:///{tmp_path / "cli.db"}"\n'
         '[tenants.bank]\nname = "Bank"\nplugins = ["fake_bureau"]\n'
-        '[tenants.bank.modules.party]\n[tenants.bank.modules.credit]\n',
+        "[tenants.bank.modules.party]\n[tenants.bank.modules.credit]\n",
         encoding="utf-8",
     )
     from core.cli_support import open_app
 
     with open_app(str(config)) as app:
         customer_no = register(app)
-    assessed = runner.invoke(cli, ["assess", customer_no, "--tenant", "bank", "--config", str(config),
-                                   "--consented", '{"income_band": "5k_10k", "bureau_authorized": true}'])
+    assessed = runner.invoke(
+        cli,
+        [
+            "assess",
+            customer_no,
+            "--tenant",
+            "bank",
+            "--config",
+            str(config),
+            "--consented",
+            '{"income_band": "5k_10k", "bureau_authorized": true}',
+        ],
+    )
     assert assessed.exit_code == 0, assessed.output
     assert "score" in assessed.output and "default@1" in assessed.output
     again = runner.invoke(cli, ["assess", customer_no, "--tenant", "bank", "--config", str(config)])
@@ -369,3 +475,35 @@ def test_the_fake_bureau_makes_up_the_same_plausible_report_for_a_customer() -> 
     for fact, choices in FACT_VALUES.items():
         seen = {report[fact] for report in reports}
         assert seen <= {value for value, _ in choices} and len(seen) >= 2
+
+
+@BOTH
+def test_consented_data_is_upserted_per_bank_and_changes_only_when_the_data_does(
+    make_sceneos, sim_clock
+) -> None:
+    app = make_sceneos({"tenants": {"bank": credit_tenant(), "other": credit_tenant("Other")}})
+    ours, theirs = register(app), register(app, "other")
+    assess(app, theirs, {"income_band": "5k_10k"}, tenant_id="other")
+    first = sim_clock.now()
+    assess(app, ours, {"income_band": "3k_5k"})
+    sim_clock.advance(hours=1)
+    assess(app, ours, {"income_band": "3k_5k"})  # the same data: the row is left alone
+
+    def stored_rows():
+        with app.system_unit_of_work() as session:
+            return {
+                (row.tenant_id, row.customer_no): (row.consented.get("income_band"), row.updated_at)
+                for row in session.scalars(select(CreditProfileRecord))
+            }
+
+    assert stored_rows() == {("bank", ours): ("3k_5k", first), ("other", theirs): ("5k_10k", first)}
+    tenant, somebody_else = app.tenant("bank"), register(app, seq=2)
+    with tenant.unit_of_work() as uow:
+        credit = tenant.module("credit").container.service(uow=uow)
+        assert credit.stored_consented(ours).income_band == "3k_5k"  # loaded into this session
+        credit.build_profile(ours, {"income_band": "10k_20k"})
+        assert credit.stored_consented(ours).income_band == "10k_20k"  # not the session's stale copy
+        # A party row for another customer is not taken for this one: the registry is read.
+        other_row = tenant.module("party").container.service(uow=uow).get(somebody_else)
+        assert credit.build_profile(ours, {}, customer=other_row).customer_no == ours
+    assert stored_rows() == {("bank", ours): (None, sim_clock.now()), ("other", theirs): ("5k_10k", first)}
