@@ -44,7 +44,7 @@ def test_run_binds_the_units_tenant_and_never_the_callers(two_banks) -> None:  #
         assert run(uow, by_number, {"no": numbers["bank_b"]}).first() is None
         with pytest.raises(TenantIsolationError, match="comes from the unit of work"):
             run(uow, by_number, {"no": numbers["bank_b"], "tenant": "bank_b"})
-        with pytest.raises(TenantIsolationError, match="must be built with core.statements.tenant_bound"):
+        with pytest.raises(TenantIsolationError, match=r"must be built with core\.statements\.tenant_bound"):
             run(uow, select(C.c.name))
         rename = tenant_bound(update(C).values(name="renamed").where(tenant_filter(C)))
         assert run(uow, rename).rowcount == 1
