@@ -35,6 +35,7 @@ from core.settings import (
     load_settings,
     settings_from_mapping,
 )
+from core.sqlite_wal import WalCheckpointer
 from core.tenancy import ModuleRuntime, Tenant
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ class SceneOS:
         self.modules: dict[str, tuple[ModuleSpec, PluginInfo]] = self.catalog.modules()
         self.tenants: dict[str, Tenant] = {}
         self._started = False
+        self.wal_checkpointer: WalCheckpointer | None = None
         self.hooks = TenantHooks(self._application_plugin_manager())
         bus = self.hooks.hook.sceneos_make_event_bus(app=self) or InProcessEventBus(self.dispatch_event)
         container.event_bus.override(providers.Object(bus))
@@ -260,6 +262,9 @@ class SceneOS:
 
     def start(self) -> SceneOS:
         if not self._started:
+            if WalCheckpointer.applies_to(self.engine):
+                self.wal_checkpointer = WalCheckpointer(self.engine)
+                self.wal_checkpointer.start()
             with self.naming_source():
                 for tenant in self.tenants.values():
                     tenant.hooks.startup(self, tenant)
@@ -272,6 +277,9 @@ class SceneOS:
                 for plugin, exc in tenant.hooks.shutdown(self, tenant):
                     log.error("plugin shutdown failed", plugin=plugin, tenant_id=tenant.id, error=str(exc))
             self._started = False
+        if self.wal_checkpointer is not None:
+            self.wal_checkpointer.stop()
+            self.wal_checkpointer = None
         self.engine.dispose()
 
     def __enter__(self) -> SceneOS:
