@@ -1937,7 +1937,9 @@ class Ledger:
                 cursor.execute(sql, params or ())
                 return cursor.fetchall()
             cursor.execute(sql, params, prepare=params is not None)  # not SAVEPOINT & co
-            return cursor.fetchall() if cursor.description is not None else []
+            # Columns from the raw result: ``cursor.description`` builds a Column object per column.
+            result = cursor.pgresult
+            return cursor.fetchall() if result is not None and result.nfields else []
         except dbapi.Error as exc:
             raise DBAPIError.instance(
                 sql, dict(params or {}), exc, dbapi.Error, dialect=conn.dialect
