@@ -150,10 +150,12 @@ def read_balances(ledger: Any, account_nos: Sequence[str]) -> dict[str, dict[str
 
 
 def line_restorable(ledger: Any, account: CreditPayAccount, principal_minor: int, shortfall_minor: int = 0) -> int:
-    """How much of a principal repayment gives the line back: never more than the line in use
-    (billed installment interest and fees sit in the principal receivable but never used the line),
-    plus ``shortfall_minor``, the use a forced lowering left uncovered (the caller then absorbs it
-    with ``lines.absorb_line_shortfall`` in the same unit of work)."""
+    """How much of a principal repayment gives the line back: the principal share (interest and
+    fees, installment charges included, are billed to their own receivables and never used the
+    line), never more than the line in use, plus ``shortfall_minor``, the use a forced lowering left
+    uncovered (the caller then absorbs it with ``lines.absorb_line_shortfall`` in the same unit of
+    work). The cap matters for accounts billed before installment charges had their own
+    receivables: their charges still sit in the principal receivable (docs/credit-pay.md)."""
     from products.credit_pay.service import line_account
 
     if principal_minor <= 0:
@@ -594,7 +596,10 @@ class Lifecycle:
         if state.has_plans:
             billed = bill_installments(self.service, account, day)
             installments = sum(b.principal_minor + b.interest_minor + b.fee_minor for b in billed)
-            balances["principal"] += installments
+            # The same split as the ledger entries bill_installments_due posted.
+            balances["principal"] += sum(b.principal_minor for b in billed)
+            balances["interest"] += sum(b.interest_minor for b in billed)
+            balances["fee"] += sum(b.fee_minor for b in billed)
         if balances["credit"] > 0:
             self._apply_credit(state, day)
         lines = [t for t in state.unbilled if t.business_date <= day]

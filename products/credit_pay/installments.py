@@ -14,9 +14,11 @@ Accounting. Converting moves the principal from ``credit_pay:receivable:<account
 revolving balance, on which revolving interest accrues) to ``credit_pay:installment:<account_no>``
 (an asset too: still owed, but not revolving). :func:`bill_installments_due`, called by billing for
 each statement, moves each installment's principal back into the revolving receivable (it becomes
-part of the statement balance) and books its interest or fee as receivable against
-``credit_pay:installment_interest_income:<currency>`` or ``credit_pay:installment_fee_income:
-<currency>``. Early payoff bills every remaining principal at once (with the charges the product's
+part of the statement balance) and books its interest to the interest receivable
+(``credit_pay:interest:<account_no>``) against ``credit_pay:installment_interest_income:<currency>``,
+its fee to the fee receivable (``credit_pay:fees:<account_no>``) against
+``credit_pay:installment_fee_income:<currency>``: repayment allocates to them as interest and fees,
+and only the principal share gives line back. Early payoff bills every remaining principal at once (with the charges the product's
 ``early_payoff`` setting names); cancellation returns the principal to the revolving receivable.
 The line is untouched by all of this: the amount stays used until it is repaid.
 
@@ -40,6 +42,7 @@ from core.errors import Conflict, NotFound, Rejected, ValidationFailed
 from core.money import RoundingMode
 from infra.ledger import EntryDraft, Ledger, Posting
 from products.credit_pay.calc import Method, schedule
+from products.credit_pay.end_of_day import fee_account, interest_account
 from products.credit_pay.models import (
     CreditPayAccount,
     CreditPayInstallment,
@@ -164,9 +167,10 @@ def bill_installments_due(
 
     Idempotent: a second call for the same ``statement_date`` posts nothing and answers the same
     list. Installments an early payoff billed are not in it: the payoff posted them at once (they
-    are already in the revolving balance when the statement reads it). Each installment posts one entry ``credit_pay:installment_bill:<plan_no>:<term_no>``:
-    principal from the installment receivable to the revolving receivable, interest and fee to the
-    revolving receivable against income."""
+    are already in the revolving balance when the statement reads it). Each installment posts one
+    entry ``credit_pay:installment_bill:<plan_no>:<term_no>``: principal from the installment
+    receivable to the revolving receivable, interest to the interest receivable and fee to the fee
+    receivable, each against its income."""
     account_no = account.account_no
     due = session.scalars(
         select(CreditPayInstallment)
@@ -232,24 +236,29 @@ def _post_bill(
     description: str,
 ) -> None:
     assert principal >= 0 and interest >= 0 and fee >= 0
-    receivable = receivable_account(account.account_no)
+    no, currency = account.account_no, account.currency
     postings = []
     if principal:
         postings += [
-            Posting.debit(receivable, principal),
-            Posting.credit(installment_account(account.account_no), principal),
+            Posting.debit(receivable_account(no), principal),
+            Posting.credit(installment_account(no), principal),
         ]
+    # Charges go to the receivables end of day keeps for revolving interest and fees, never to the
+    # principal receivable: only principal used the line, so only a principal repayment may give
+    # line back, and revolving interest accrues on principal only (no interest on interest).
     if interest:
-        ledger.open_account(installment_interest_income_account(account.currency), account.currency, "income")
+        ledger.open_account(interest_account(no), currency, "asset", "customer", account.customer_no)
+        ledger.open_account(installment_interest_income_account(currency), currency, "income")
         postings += [
-            Posting.debit(receivable, interest),
-            Posting.credit(installment_interest_income_account(account.currency), interest),
+            Posting.debit(interest_account(no), interest),
+            Posting.credit(installment_interest_income_account(currency), interest),
         ]
     if fee:
-        ledger.open_account(installment_fee_income_account(account.currency), account.currency, "income")
+        ledger.open_account(fee_account(no), currency, "asset", "customer", account.customer_no)
+        ledger.open_account(installment_fee_income_account(currency), currency, "income")
         postings += [
-            Posting.debit(receivable, fee),
-            Posting.credit(installment_fee_income_account(account.currency), fee),
+            Posting.debit(fee_account(no), fee),
+            Posting.credit(installment_fee_income_account(currency), fee),
         ]
     if postings:  # a tiny annuity's trailing installments may be zero: nothing to post
         ledger.post(EntryDraft(entry_id, postings, description=description, metadata=metadata))

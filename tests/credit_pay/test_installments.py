@@ -6,17 +6,20 @@ nothing, and the ledger (trial balance zero, installment receivable emptied)."""
 from __future__ import annotations
 
 import threading
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
-from test_credit_pay_service import activate, config, ledger_check, purchase, register, run
+from test_credit_pay_service import GOOD_CONSENT, activate, config, ledger_check, purchase, register, run
 
 from core.errors import Conflict, NotFound, Rejected
 from infra.ledger import LedgerEntry
 from products.credit_pay.calc import schedule
+from products.credit_pay.end_of_day import fee_account, interest_account, interest_income_account
 from products.credit_pay.installments import (
     BalanceConversion,
     InstallmentService,
@@ -74,6 +77,8 @@ def balances(app: Any, account_no: str) -> dict[str, int]:
             ledger.open_account(code, "CNY", "income")
         codes = {
             "receivable": receivable_account(account_no),
+            "interest": interest_account(account_no),
+            "fees": fee_account(account_no),
             "installment": installment_account(account_no),
             "interest_income": installment_interest_income_account("CNY"),
             "fee_income": installment_fee_income_account("CNY"),
@@ -86,6 +91,13 @@ def balances(app: Any, account_no: str) -> dict[str, int]:
         result = {name: found[code].net_posted_minor for name, code in codes.items()}
         result.setdefault("installment", 0)
         return result
+
+
+def revolving_interest(app: Any) -> int:
+    tenant = app.tenant("bank")
+    with tenant.unit_of_work() as uow:
+        ledger = tenant.module("ledger").container.ledger(session=uow.session)
+        return ledger.balance(interest_income_account("CNY")).net_posted_minor
 
 
 def counts(app: Any) -> tuple[int, int, int]:
@@ -132,6 +144,8 @@ def test_a_converted_purchase_is_billed_over_its_life_until_paid_off(
     assert [i.due_on for i in plan.installments] == billing_dates(date(2026, 1, 1), 5, terms)
     assert balances(app, account_no) == {
         "receivable": 0,
+        "interest": 0,
+        "fees": 0,
         "installment": 186_007,
         "interest_income": 0,
         "fee_income": 0,
@@ -162,8 +176,12 @@ def test_a_converted_purchase_is_billed_over_its_life_until_paid_off(
         billed_charges += items[0].interest_minor + items[0].fee_minor
         assert balances(app, account_no)["installment"] == 186_007 - billed_principal
     assert billed_principal == 186_007 and billed_charges == charges
+    # Principal back in the revolving receivable; each charge in its own receivable, never in the
+    # principal (it used no line).
     assert balances(app, account_no) == {
-        "receivable": 186_007 + charges,
+        "receivable": 186_007,
+        "interest": 0 if flat else charges,
+        "fees": charges if flat else 0,
         "installment": 0,
         "interest_income": 0 if flat else charges,
         "fee_income": charges if flat else 0,
@@ -208,6 +226,7 @@ def test_a_bill_installment_converts_part_of_the_revolving_balance(make_sceneos)
     ]
     assert sum(i.principal_minor for i in items) == 120_000 and sum(i.fee_minor for i in items) == 2_160
     assert balances(app, account_no)["fee_income"] == 2_160
+    assert balances(app, account_no)["fees"] == 2_160 and balances(app, account_no)["receivable"] == 300_000
     ledger_check(app)
 
 
@@ -235,8 +254,12 @@ def test_early_payoff_bills_the_remaining_principal_with_the_configured_charges(
     # Remaining principal 100,000; the early payoff fee is 0.50 % of it.
     assert sum(i.billed_interest_minor or 0 for i in paid.installments) == 1_200 + 1_100 + interest
     assert sum(i.billed_fee_minor or 0 for i in paid.installments) == 500
+    # The interest receivable also holds the revolving interest the catch-up accrued before the
+    # payoff (the statements went unpaid); the plan's charges are in it and never in the principal.
     assert balances(app, account_no) == {
-        "receivable": 120_000 + 1_200 + 1_100 + interest + 500,
+        "receivable": 120_000,
+        "interest": 1_200 + 1_100 + interest + revolving_interest(app),
+        "fees": 500,
         "installment": 0,
         "interest_income": 1_200 + 1_100 + interest,
         "fee_income": 500,
@@ -262,6 +285,8 @@ def test_cancellation_before_the_first_billing_returns_the_principal(make_sceneo
     assert all(i.status == "cancelled" for i in cancelled.installments)
     assert balances(app, account_no) == {
         "receivable": 186_000,
+        "interest": 0,
+        "fees": 0,
         "installment": 0,
         "interest_income": 0,
         "fee_income": 0,
@@ -318,6 +343,89 @@ def test_every_refused_conversion_changes_nothing(make_sceneos) -> None:
     refused(Rejected, "plan_above_rate_ceiling", purchase_id="small", terms=24)
     with pytest.raises(NotFound):
         plans(app, lambda s: s.pay_off("cpi_nope"))
+    ledger_check(app)
+
+
+# The application of the running property test, built by its first example (hypothesis calls the
+# test once per example with the same function-scoped fixtures); the clock tells tests apart.
+SHARED: dict[str, Any] = {}
+
+
+@settings(max_examples=15)
+@given(
+    converted=st.integers(10_000, 200_000),
+    revolving=st.integers(0, 100_000),
+    method=st.sampled_from([(3, "flat_fee"), (6, "annuity"), (12, "equal_principal")]),
+    paid_off=st.booleans(),
+    repayments=st.lists(st.integers(1, 250_000), min_size=1, max_size=3),
+)
+def test_repayments_give_back_line_only_for_principal(
+    make_sceneos,
+    sim_clock,
+    converted: int,
+    revolving: int,
+    method: tuple[int, str],
+    paid_off: bool,
+    repayments: list[int],
+) -> None:
+    """For any repayments after an installment (or an early payoff with every charge) is billed, the
+    available line is exactly the line less the principal still owed (revolving and unbilled
+    installment principal): installment interest and fees, repaid or not, never move the line."""
+    from products.credit_pay.repayment import RepaymentDraft
+    from products.credit_pay.service import ActivationDraft
+
+    if SHARED.get("clock") is not sim_clock:
+        app = make_sceneos(config(product(early_payoff="all_charges", early_payoff_fee_bps="50")))
+        SHARED.update(clock=sim_clock, app=app, examples=0)
+    app, example = SHARED["app"], SHARED["examples"]
+    SHARED["examples"] += 1
+    # Each example opens its account on the next 6th, where the previous one left the clock.
+    start = app.tenant("bank").business_date() + timedelta(days=1)
+    while start.day != 6:
+        start += timedelta(days=1)
+    sim_clock.set(datetime(start.year, start.month, start.day, 4, tzinfo=UTC))
+    customer_no = register(app, sequence=100 + example)
+    account = run(
+        app,
+        lambda pay: pay.activate(
+            ActivationDraft(request_id=f"a-{example}", customer_no=customer_no, consented=dict(GOOD_CONSENT))
+        ),
+        partner_id="travel_app",
+    ).account
+    no, line = account.account_no, account.line_minor
+    assert line >= converted + revolving
+    run(app, lambda pay: pay.authorize(purchase(no, f"c-{example}", converted)))
+    run(app, lambda pay: pay.capture(f"c-{example}"))
+    terms, how = method
+    draft = PurchaseConversion(plan_id=f"i-{example}", purchase_id=f"c-{example}", terms=terms, method=how)
+    plan = plans(app, lambda s: s.convert_purchase(draft))
+    if revolving:
+        run(app, lambda pay: pay.authorize(purchase(no, f"r-{example}", revolving)))
+        run(app, lambda pay: pay.capture(f"r-{example}"))
+    first = plan.installments[0].due_on + timedelta(days=1)  # its statement has been issued
+    sim_clock.set(datetime(first.year, first.month, first.day, 4, tzinfo=UTC))
+    if paid_off:
+        plans(app, lambda s: s.pay_off(plan.plan_no))
+
+    def principal_owed() -> int:
+        now = balances(app, no)
+        return now["receivable"] + now["installment"]
+
+    before = run(app, lambda pay: pay.account(no))
+    assert before.interest_minor + before.fees_minor > 0  # the billed charges are owed, as charges
+    assert before.available_minor == line - principal_owed()
+    for index, amount in enumerate(repayments):
+        held = principal_owed()
+        made = run(
+            app,
+            lambda pay, a=amount, i=index: pay.repay(
+                RepaymentDraft(repayment_id=f"p-{example}-{i}", account_no=no, amount_minor=a)
+            ),
+        )
+        view = run(app, lambda pay: pay.account(no))
+        assert view.available_minor == line - principal_owed() <= line
+        assert principal_owed() == held - made.allocation["principal"]
+        assert view.available_minor - before.available_minor <= sum(repayments[: index + 1])
     ledger_check(app)
 
 
