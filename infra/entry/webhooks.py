@@ -43,6 +43,7 @@ from core.sdk.signing import (
     WEBHOOK_SIGNATURE_HEADER,
     webhook_signature_header,
 )
+from core.statements import run, tenant_bound, tenant_filter
 from infra.entry.models import EntryPartner, EntryWebhookAttempt, EntryWebhookDelivery
 from infra.entry.partners import Partner, _from_row, _from_settings
 from infra.entry.replay import insert_ignoring_conflict
@@ -51,7 +52,7 @@ from infra.entry.settings import EntryModuleSettings
 if TYPE_CHECKING:
     from core.app import SceneOS
     from core.events import Event
-    from core.tenancy import Tenant
+    from core.tenancy import Tenant, UnitOfWork
     from infra.entry.runtime import EntryRuntime
 
 log = get_logger("sceneos.entry.webhooks")
@@ -86,25 +87,46 @@ class WebhookEndpoint:
 
     def __post_init__(self) -> None:
         if ":" not in self.recipient or len(self.recipient) > 64:
-            raise ValueError(f"webhook endpoint recipient {self.recipient!r} must be '<module>:<id>', at most 64 characters")
+            raise ValueError(
+                f"webhook endpoint recipient {self.recipient!r} must be '<module>:<id>', at most 64 characters"
+            )
 
     def __repr__(self) -> str:  # never print the secrets
         return f"WebhookEndpoint(recipient={self.recipient!r}, url={mask_text(self.url)!r}, secrets=<{len(self.secrets)}>)"
 
 
-def module_endpoints(tenant: Tenant, uow: object, *, event: Event | None = None,
-                     recipient: str | None = None) -> list[WebhookEndpoint]:
+def module_endpoints(
+    tenant: Tenant, uow: object, *, event: Event | None = None, recipient: str | None = None
+) -> list[WebhookEndpoint]:
     """The modules' endpoints that want ``event``, or the one named ``recipient``."""
     found: list[WebhookEndpoint] = []
-    for offered in tenant.hooks.hook.sceneos_webhook_endpoints(tenant=tenant, uow=uow, event=event, recipient=recipient):
-        found.extend(endpoint for endpoint in offered or () if recipient is None or endpoint.recipient == recipient)
+    for offered in tenant.hooks.hook.sceneos_webhook_endpoints(
+        tenant=tenant, uow=uow, event=event, recipient=recipient
+    ):
+        found.extend(
+            endpoint for endpoint in offered or () if recipient is None or endpoint.recipient == recipient
+        )
     return found
 
 
-def _tenant_partners(uow_session: object, tenant: Tenant) -> list[Partner]:
+_PARTNERS_KEY = "sceneos_entry_webhook_partners"
+_PARTNERS = EntryPartner.__table__
+# A Core statement built once (core.statements binds the unit of work's tenant): it runs for every
+# unit of work that raised events, and the ORM's per-statement work was most of its cost.
+_SELECT_PARTNERS = tenant_bound(select(_PARTNERS).where(tenant_filter(_PARTNERS)))
+
+
+def _tenant_partners(uow: UnitOfWork, tenant: Tenant) -> list[Partner]:
+    # Read once per unit of work: the outbox records all of a unit of work's events in one.
+    info = uow.session.info
+    cached: list[Partner] | None = info.get(_PARTNERS_KEY)
+    if cached is not None:
+        return cached
     configured = [_from_settings(tenant.id, pid, s) for pid, s in tenant.settings.partners.items()]
-    rows = uow_session.scalars(select(EntryPartner)).all()  # type: ignore[attr-defined]
-    return configured + [_from_row(row) for row in rows]
+    rows = run(uow, _SELECT_PARTNERS).all()
+    partners: list[Partner] = configured + [_from_row(row) for row in rows]  # type: ignore[arg-type]
+    info[_PARTNERS_KEY] = partners
+    return partners
 
 
 def recipients(event: Event, partners: list[Partner]) -> list[Partner]:
@@ -122,28 +144,61 @@ def recipients(event: Event, partners: list[Partner]) -> list[Partner]:
 
 
 def record_event(event: Event, tenant: Tenant) -> int:
-    """The outbox subscriber's work: one delivery per recipient partner. Returns how many are new."""
+    """The outbox subscriber's work: one delivery per recipient partner. Returns how many are new
+    (0 when it is handed to the outbox, which records it with the event's receipt)."""
     if not tenant.has_module("entry"):
         return 0
-    created = 0
+    from infra.outbox.service import defer_to_receipt
+
+    # Under the outbox, the deliveries are written in the unit of work that records the receipt:
+    # one transaction for all of a unit of work's events, not one per event.
+    if defer_to_receipt(lambda uow: record_deliveries(uow, event, tenant)):
+        return 0
     with tenant.unit_of_work() as uow:
-        now = uow.clock.now()
-        body = event_body(event)
-        chosen = [partner.partner_id for partner in recipients(event, _tenant_partners(uow.session, tenant))]
-        chosen += [endpoint.recipient for endpoint in module_endpoints(tenant, uow, event=event) if endpoint.enabled]
-        for recipient in chosen:
-            created += insert_ignoring_conflict(uow, EntryWebhookDelivery, {
-                "id": "whd_" + secrets.token_hex(12), "event_id": event.id, "event_type": event.type,
-                "partner_id": recipient, "body": body, "status": "pending", "attempts": 0,
-                "next_attempt_at": now, "last_status_code": None, "last_error": None, "created_at": now,
-                "delivered_at": None,
-            }) is not None
+        return record_deliveries(uow, event, tenant)
+
+
+def record_deliveries(uow: UnitOfWork, event: Event, tenant: Tenant) -> int:
+    """Record ``event``'s deliveries in ``uow``, one per recipient; how many are new."""
+    chosen = [partner.partner_id for partner in recipients(event, _tenant_partners(uow, tenant))]
+    chosen += [
+        endpoint.recipient for endpoint in module_endpoints(tenant, uow, event=event) if endpoint.enabled
+    ]
+    if not chosen:
+        return 0
+    created = 0
+    now = uow.clock.now()
+    body = event_body(event)
+    for recipient in chosen:
+        created += (
+            insert_ignoring_conflict(
+                uow,
+                EntryWebhookDelivery,
+                {
+                    "id": "whd_" + secrets.token_hex(12),
+                    "event_id": event.id,
+                    "event_type": event.type,
+                    "partner_id": recipient,
+                    "body": body,
+                    "status": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "last_status_code": None,
+                    "last_error": None,
+                    "created_at": now,
+                    "delivered_at": None,
+                },
+            )
+            is not None
+        )
     return created
 
 
 def backoff(settings: EntryModuleSettings, attempts: int) -> timedelta:
     """Exponential backoff with jitter: between half and all of base * 2^(attempts-1), capped."""
-    delay = min(settings.webhook_backoff_max_seconds, settings.webhook_backoff_base_seconds * 2 ** (attempts - 1))
+    delay = min(
+        settings.webhook_backoff_max_seconds, settings.webhook_backoff_base_seconds * 2 ** (attempts - 1)
+    )
     return timedelta(seconds=delay * random.uniform(0.5, 1.0))
 
 
@@ -159,8 +214,11 @@ class WebhookDispatcher:
     def __init__(self, app: SceneOS, entry: EntryRuntime, client: httpx.Client | None = None) -> None:
         self.app = app
         self.entry = entry
-        self.client = client or httpx.Client(timeout=entry.settings.webhook_timeout_seconds,
-                                             headers={"User-Agent": USER_AGENT}, follow_redirects=False)
+        self.client = client or httpx.Client(
+            timeout=entry.settings.webhook_timeout_seconds,
+            headers={"User-Agent": USER_AGENT},
+            follow_redirects=False,
+        )
 
     def close(self) -> None:
         self.client.close()
@@ -176,8 +234,10 @@ class WebhookDispatcher:
             with tenant.unit_of_work() as uow:
                 due = uow.session.scalars(
                     select(EntryWebhookDelivery.id)
-                    .where(EntryWebhookDelivery.status == "pending",
-                           EntryWebhookDelivery.next_attempt_at <= uow.clock.now())
+                    .where(
+                        EntryWebhookDelivery.status == "pending",
+                        EntryWebhookDelivery.next_attempt_at <= uow.clock.now(),
+                    )
                     .order_by(EntryWebhookDelivery.next_attempt_at)
                     .limit(settings.webhook_batch_size)
                 ).all()
@@ -192,7 +252,8 @@ class WebhookDispatcher:
         """Send one delivery now, whatever its state (delivered, dead or waiting)."""
         with tenant.unit_of_work() as uow:
             changed = uow.session.execute(
-                update(EntryWebhookDelivery).where(EntryWebhookDelivery.id == delivery_id)
+                update(EntryWebhookDelivery)
+                .where(EntryWebhookDelivery.id == delivery_id)
                 .values(status="pending", next_attempt_at=uow.clock.now())
                 .execution_options(synchronize_session=False)
             ).rowcount
@@ -207,8 +268,11 @@ class WebhookDispatcher:
             now = uow.clock.now()
             claimed = uow.session.execute(
                 update(EntryWebhookDelivery)
-                .where(EntryWebhookDelivery.id == delivery_id, EntryWebhookDelivery.status == "pending",
-                       EntryWebhookDelivery.next_attempt_at <= now)
+                .where(
+                    EntryWebhookDelivery.id == delivery_id,
+                    EntryWebhookDelivery.status == "pending",
+                    EntryWebhookDelivery.next_attempt_at <= now,
+                )
                 .values(next_attempt_at=now + CLAIM_LEASE)
                 .execution_options(synchronize_session=False)
             ).rowcount
@@ -249,7 +313,9 @@ class WebhookDispatcher:
         else:
             headers = {
                 "Content-Type": "application/json",
-                WEBHOOK_SIGNATURE_HEADER: webhook_signature_header(row.body, secrets_, int(sent_at.timestamp())),
+                WEBHOOK_SIGNATURE_HEADER: webhook_signature_header(
+                    row.body, secrets_, int(sent_at.timestamp())
+                ),
                 WEBHOOK_EVENT_ID_HEADER: row.event_id,
                 WEBHOOK_EVENT_TYPE_HEADER: row.event_type,
                 WEBHOOK_DELIVERY_ID_HEADER: row.id,
@@ -264,8 +330,16 @@ class WebhookDispatcher:
         elapsed = time.perf_counter() - started
         return self._record(tenant, row, status_code, error, elapsed, manual=manual)
 
-    def _record(self, tenant: Tenant, claimed: EntryWebhookDelivery, status_code: int | None, error: str | None,
-                elapsed: float, *, manual: bool) -> str:
+    def _record(
+        self,
+        tenant: Tenant,
+        claimed: EntryWebhookDelivery,
+        status_code: int | None,
+        error: str | None,
+        elapsed: float,
+        *,
+        manual: bool,
+    ) -> str:
         settings = self.entry.module_settings(tenant)
         with tenant.unit_of_work() as uow:
             now = uow.clock.now()
@@ -274,19 +348,40 @@ class WebhookDispatcher:
             row.attempts += 1
             row.last_status_code = status_code
             row.last_error = error
-            uow.session.add(EntryWebhookAttempt(delivery_id=row.id, attempted_at=now, status_code=status_code,
-                                                error=error, duration_ms=int(elapsed * 1000)))
+            uow.session.add(
+                EntryWebhookAttempt(
+                    delivery_id=row.id,
+                    attempted_at=now,
+                    status_code=status_code,
+                    error=error,
+                    duration_ms=int(elapsed * 1000),
+                )
+            )
             if error is None:
                 row.status, row.delivered_at, outcome = "delivered", now, "delivered"
             elif row.attempts >= settings.webhook_max_attempts:
                 row.status, outcome = "dead", "dead"
-                log.error("webhook given up", tenant_id=tenant.id, partner_id=row.partner_id, delivery_id=row.id,
-                          event_type=row.event_type, attempts=row.attempts, error=error, manual=manual)
+                log.error(
+                    "webhook given up",
+                    tenant_id=tenant.id,
+                    partner_id=row.partner_id,
+                    delivery_id=row.id,
+                    event_type=row.event_type,
+                    attempts=row.attempts,
+                    error=error,
+                    manual=manual,
+                )
             else:
                 row.next_attempt_at = now + backoff(settings, row.attempts)
                 outcome = "failed"
-                log.warning("webhook failed; will retry", tenant_id=tenant.id, partner_id=row.partner_id,
-                            delivery_id=row.id, attempt=row.attempts, error=error)
+                log.warning(
+                    "webhook failed; will retry",
+                    tenant_id=tenant.id,
+                    partner_id=row.partner_id,
+                    delivery_id=row.id,
+                    attempt=row.attempts,
+                    error=error,
+                )
             partner_id = row.partner_id
         self.entry.metrics.webhook_deliveries.labels(tenant.id, partner_id, outcome).inc()
         self.entry.metrics.webhook_latency.observe(elapsed)
@@ -301,16 +396,32 @@ def delivery_log(tenant: Tenant, *, status: str | None = None, limit: int = 100)
         return [delivery_view(row) for row in uow.session.scalars(query)]
 
 
-def delivery_view(row: EntryWebhookDelivery, attempts: list[EntryWebhookAttempt] | None = None) -> dict[str, object]:
+def delivery_view(
+    row: EntryWebhookDelivery, attempts: list[EntryWebhookAttempt] | None = None
+) -> dict[str, object]:
     view: dict[str, object] = {
-        "delivery_id": row.id, "event_id": row.event_id, "event_type": row.event_type,
-        "partner_id": row.partner_id, "status": row.status, "attempts": row.attempts,
-        "next_attempt_at": row.next_attempt_at, "last_status_code": row.last_status_code,
-        "last_error": row.last_error, "created_at": row.created_at, "delivered_at": row.delivered_at,
+        "delivery_id": row.id,
+        "event_id": row.event_id,
+        "event_type": row.event_type,
+        "partner_id": row.partner_id,
+        "status": row.status,
+        "attempts": row.attempts,
+        "next_attempt_at": row.next_attempt_at,
+        "last_status_code": row.last_status_code,
+        "last_error": row.last_error,
+        "created_at": row.created_at,
+        "delivered_at": row.delivered_at,
     }
     if attempts is not None:
-        view["log"] = [{"attempted_at": a.attempted_at, "status_code": a.status_code, "error": a.error,
-                        "duration_ms": a.duration_ms} for a in attempts]
+        view["log"] = [
+            {
+                "attempted_at": a.attempted_at,
+                "status_code": a.status_code,
+                "error": a.error,
+                "duration_ms": a.duration_ms,
+            }
+            for a in attempts
+        ]
     return view
 
 
@@ -321,6 +432,9 @@ def delivery_detail(tenant: Tenant, delivery_id: str) -> dict[str, object]:
         row = uow.session.get(EntryWebhookDelivery, delivery_id)
         if row is None:
             raise NotFound(f"no webhook delivery {delivery_id!r}")
-        attempts = uow.session.scalars(select(EntryWebhookAttempt).where(EntryWebhookAttempt.delivery_id == row.id)
-                                       .order_by(EntryWebhookAttempt.id)).all()
+        attempts = uow.session.scalars(
+            select(EntryWebhookAttempt)
+            .where(EntryWebhookAttempt.delivery_id == row.id)
+            .order_by(EntryWebhookAttempt.id)
+        ).all()
         return delivery_view(row, list(attempts))

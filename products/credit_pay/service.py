@@ -35,13 +35,21 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
 from sqlalchemy.orm import Session
 
 from core.errors import Conflict, NotFound, Rejected, ValidationFailed
 from core.plugins import TenantHooks
 from core.tenancy import UnitOfWork
-from infra.ledger import BalanceConstraint, EntryDraft, InsufficientFunds, Ledger, PendingExpired, Posting
+from infra.ledger import (
+    BalanceConstraint,
+    EntryDraft,
+    InsufficientFunds,
+    Ledger,
+    PendingExpired,
+    Posting,
+    UnknownAccount,
+)
 from middle.risk.service import AccountInfo, ActivationRequest, PurchaseRequest
 from products.credit_pay.calc import Method, Schedule, schedule
 from products.credit_pay.models import (
@@ -62,6 +70,8 @@ ACCOUNT_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 # (called inside the risk decision, with only the tenant) reads this product's rows in the same
 # transaction rather than opening a second one (which SQLite's single writer would block).
 _active_session: ContextVar[tuple[str, Session] | None] = ContextVar("credit_pay_session", default=None)
+# session.info key: account number -> its cycle as read in this unit of work (see catch_up).
+_CURRENT_CYCLES_KEY = "credit_pay_current_cycles"
 
 
 def line_account(account_no: str) -> str:
@@ -446,17 +456,29 @@ class CreditPayService:
             outstanding_minor=receivable.net_posted_minor,
         )
 
-    def _account_view(self, row: CreditPayAccount) -> AccountView:
+    def _account_view(self, row: CreditPayAccount, cycle: CreditPayCycle | None = None) -> AccountView:
+        """``cycle``: the account's cycle if the caller has it (``catch_up`` returns it)."""
         from products.credit_pay.end_of_day import owed, read_balances
 
-        balances = self._balances(row)
         product = self._product(row.product_code)
-        cycle = self.session.scalars(
-            select(CreditPayCycle).where(CreditPayCycle.account_no == row.account_no)
-        ).one_or_none()
+        if cycle is None:
+            cycle = self.session.scalars(
+                select(CreditPayCycle).where(CreditPayCycle.account_no == row.account_no)
+            ).one_or_none()
         lifecycle: dict[str, Any] = {}
-        if cycle is not None:
+        if cycle is None:
+            balances = self._balances(row)
+        else:
+            # The principal receivable is among the lifecycle balances: read it once, and only the
+            # line's balance row besides.
             owed_by = read_balances(self.ledger, [row.account_no])[row.account_no]
+            line = self.ledger.balance(line_account(row.account_no))
+            balances = _Balances(
+                line_minor=row.line_minor,
+                available_minor=line.available_minor,
+                held_minor=line.credits_pending_minor,
+                outstanding_minor=owed_by["principal"],
+            )
             lifecycle = {
                 "interest_minor": owed_by["interest"],
                 "penalty_minor": owed_by["penalty"],
@@ -487,9 +509,18 @@ class CreditPayService:
         )
 
     def account(self, account_no: str) -> AccountView:
-        row = self._account_row(account_no)
-        self.catch_up(row)
-        return self._account_view(row)
+        # The account with its cycle in one statement; catch_up then needs no read if it is current.
+        found = self.session.execute(
+            select(CreditPayAccount, CreditPayCycle)
+            .outerjoin(CreditPayCycle, CreditPayCycle.account_no == CreditPayAccount.account_no)
+            .where(CreditPayAccount.account_no == account_no)
+        ).one_or_none()
+        if found is None:
+            raise NotFound(f"no credit account {account_no!r}")
+        row, cycle = found
+        if cycle is not None:
+            self.session.info.setdefault(_CURRENT_CYCLES_KEY, {})[account_no] = cycle
+        return self._account_view(row, self.catch_up(row))
 
     # --- lifecycle: catch-up, repayment, statements (end_of_day.py, repayment.py, billing.py) ----
 
@@ -499,11 +530,19 @@ class CreditPayService:
         from products.credit_pay.end_of_day import Lifecycle, run_through
 
         through = self.tenant.business_date() - timedelta(days=1)
+        # A request touches its account several times (the partner's ownership check, then the
+        # operation): a cycle already read in this unit of work is not read again while current.
+        # The check is on the row's state now, so a savepoint rolled back never leaves it stale.
+        current: dict[str, CreditPayCycle] = self.session.info.setdefault(_CURRENT_CYCLES_KEY, {})
+        cycle = current.get(account.account_no)
+        if cycle is not None and inspect(cycle).persistent and cycle.processed_through >= through:
+            return cycle
         cycle = Lifecycle(self).ensure_cycle(account)
         if cycle.processed_through < through:
             # Behind: take the account's lock (the batch holds it while it works on the account),
             # then the engine re-reads the cycle, so a day is never run twice concurrently.
             run_through(self, [self._account_row(account.account_no, lock=True)], through)
+        current[account.account_no] = cycle
         return cycle
 
     def repay(self, draft: Any) -> Any:
@@ -639,8 +678,9 @@ class CreditPayService:
             resolved_at=None,
         )
         reasons = self._limit_reasons(account, product, draft.amount_minor, today)
-        balances = self._balances(account)
-        if not reasons and balances.available_minor < draft.amount_minor:
+        # Only the line's balance row: the receivable (summed from its postings) is not needed here.
+        available_minor = self.ledger.balance(line_account(account.account_no)).available_minor
+        if not reasons and available_minor < draft.amount_minor:
             reasons = ["insufficient_available_line"]
         if not reasons:
             risk = self.tenant.module("risk").container.service(uow=self.uow)
@@ -651,9 +691,7 @@ class CreditPayService:
                     currency=account.currency,
                     merchant_id=draft.merchant_id,
                     merchant_category=draft.merchant_category,
-                    account=AccountInfo(
-                        line_minor=account.line_minor, available_minor=balances.available_minor
-                    ),
+                    account=AccountInfo(line_minor=account.line_minor, available_minor=available_minor),
                     request_id=f"credit_pay:{draft.purchase_id}",
                     partner_id=self.partner_id,
                     product=f"credit_pay:{account.product_code}",
@@ -702,23 +740,27 @@ class CreditPayService:
     def _hold(self, account: CreditPayAccount, draft: PurchaseDraft, expires_at: datetime) -> None:
         merchant = merchant_account(account.currency, draft.merchant_id)
         ledger = self.ledger
-        ledger.open_account(merchant, account.currency, "liability", "merchant", draft.merchant_id)
         amount = draft.amount_minor
-        ledger.post(
-            EntryDraft(
-                self._auth_entry(draft.purchase_id),
-                [
-                    Posting.debit(receivable_account(account.account_no), amount),
-                    Posting.credit(merchant, amount),
-                    Posting.credit(line_account(account.account_no), amount),
-                    Posting.debit(lines_granted_account(account.currency), amount),
-                ],
-                description="credit purchase",
-                metadata={"purchase_id": draft.purchase_id},
-                pending=True,
-                expires_at=expires_at,
-            )
+        hold = EntryDraft(
+            self._auth_entry(draft.purchase_id),
+            [
+                Posting.debit(receivable_account(account.account_no), amount),
+                Posting.credit(merchant, amount),
+                Posting.credit(line_account(account.account_no), amount),
+                Posting.debit(lines_granted_account(account.currency), amount),
+            ],
+            description="credit purchase",
+            metadata={"purchase_id": draft.purchase_id},
+            pending=True,
+            expires_at=expires_at,
         )
+        try:
+            ledger.post(hold)
+        except UnknownAccount:
+            # The merchant's first purchase: its payable is opened then. Posting first spares every
+            # later purchase the account lookup (a post to an unknown account writes nothing).
+            ledger.open_account(merchant, account.currency, "liability", "merchant", draft.merchant_id)
+            ledger.post(hold)
 
     @staticmethod
     def _auth_entry(purchase_id: str) -> str:
@@ -741,7 +783,9 @@ class CreditPayService:
                 ],
             ) from None
         row.status, row.resolved_at = "captured", self.uow.clock.now()
-        self._record(row.account_no, "purchase", row.amount_minor, purchase_id, f"credit_pay:capture:{purchase_id}")
+        self._record(
+            row.account_no, "purchase", row.amount_minor, purchase_id, f"credit_pay:capture:{purchase_id}"
+        )
         self.session.flush()
         self._publish("credit_pay.purchase.captured", row)
         return self._purchase_view(row, created=True)

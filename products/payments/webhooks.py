@@ -16,8 +16,9 @@ from __future__ import annotations
 import fnmatch
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
+from core.statements import run, tenant_bound, tenant_filter
 from infra.entry.crypto import DEV_MASTER_KEY, SecretCipher
 from infra.entry.webhooks import WebhookEndpoint
 from products.payments.models import Merchant
@@ -34,31 +35,63 @@ def secret_cipher(tenant: Any, session: Any) -> SecretCipher:
     if session.get_bind().dialect.name != "sqlite":
         from core.errors import ConfigError
 
-        raise ConfigError("is required with a server database to store merchant webhook secrets",
-                          key="entry.master_key")
+        raise ConfigError(
+            "is required with a server database to store merchant webhook secrets", key="entry.master_key"
+        )
     return SecretCipher(DEV_MASTER_KEY, previous)
+
+
+_ROUTES_KEY = "sceneos_payments_webhook_routes"
+_MERCHANTS = Merchant.__table__
+# Routing runs for every unit of work that raised payments events: a Core statement built once
+# (core.statements binds the unit of work's tenant); the ORM's per-statement work was most of it.
+_SELECT_ROUTE = tenant_bound(
+    select(_MERCHANTS.c.webhook_url, _MERCHANTS.c.webhook_events).where(
+        tenant_filter(_MERCHANTS),
+        _MERCHANTS.c.merchant_id == bindparam("merchant_id"),
+        _MERCHANTS.c.webhook_url.is_not(None),
+        _MERCHANTS.c.webhook_secret_encrypted.is_not(None),
+    )
+)
 
 
 def endpoints(tenant: Any, uow: Any, event: Any, recipient: str | None) -> list[WebhookEndpoint]:
     """The hook's answer: merchants' endpoints wanting ``event``, or the one named ``recipient``."""
     if not tenant.has_module("payments"):
         return []
-    query = select(Merchant).where(Merchant.webhook_url.is_not(None), Merchant.webhook_secret_encrypted.is_not(None))
+    if recipient is None and event is not None:
+        return _routed(uow, event)
+    query = select(Merchant).where(
+        Merchant.webhook_url.is_not(None), Merchant.webhook_secret_encrypted.is_not(None)
+    )
     if recipient is not None:
         if not recipient.startswith(RECIPIENT_PREFIX):
             return []
         query = query.where(Merchant.merchant_id == recipient.removeprefix(RECIPIENT_PREFIX))
-    elif event is not None:
-        merchant_id = event.payload.get("merchant_id") if isinstance(event.payload, dict) else None
-        if not event.type.startswith("payments.") or not isinstance(merchant_id, str):
-            return []
-        query = query.where(Merchant.merchant_id == merchant_id)
     found = []
     for row in uow.session.scalars(query):
-        if event is not None and not any(fnmatch.fnmatchcase(event.type, pattern) for pattern in row.webhook_events or ()):
-            continue
         assert row.webhook_url is not None and row.webhook_secret_encrypted is not None
-        secret = secret_cipher(tenant, uow.session).decrypt(row.webhook_secret_encrypted) if recipient is not None else ""
-        # Routing an event needs no secret: decrypt only when a delivery is about to be signed.
+        secret = (
+            secret_cipher(tenant, uow.session).decrypt(row.webhook_secret_encrypted)
+            if recipient is not None
+            else ""
+        )
         found.append(WebhookEndpoint(RECIPIENT_PREFIX + row.merchant_id, row.webhook_url, (secret,)))
     return found
+
+
+def _routed(uow: Any, event: Any) -> list[WebhookEndpoint]:
+    """The endpoint of the event's merchant, if it wants the event. The merchant's webhook settings
+    are read once per unit of work: the outbox routes all of a unit of work's events in one."""
+    merchant_id = event.payload.get("merchant_id") if isinstance(event.payload, dict) else None
+    if not event.type.startswith("payments.") or not isinstance(merchant_id, str):
+        return []
+    routes: dict[str, tuple[str, tuple[str, ...]] | None] = uow.session.info.setdefault(_ROUTES_KEY, {})
+    if merchant_id not in routes:
+        row = run(uow, _SELECT_ROUTE, {"merchant_id": merchant_id}).one_or_none()
+        routes[merchant_id] = (row.webhook_url, tuple(row.webhook_events or ())) if row is not None else None
+    route = routes[merchant_id]
+    if route is None or not any(fnmatch.fnmatchcase(event.type, pattern) for pattern in route[1]):
+        return []
+    # Routing an event needs no secret: it is decrypted only when a delivery is about to be signed.
+    return [WebhookEndpoint(RECIPIENT_PREFIX + merchant_id, route[0], ("",))]

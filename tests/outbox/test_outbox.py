@@ -35,10 +35,21 @@ def app_with(make_sceneos):
     def build(**subscribers):
         return make_sceneos(
             # The super entry subscribes to every event too (webhooks); these tests count receipts.
-            {"tenants": {"bank": tenant_config(plugins=list(subscribers), modules={"party": {}, "entry": {"enabled": False},
-                "outbox": {"max_attempts": 3, "backoff_base_seconds": 10}})}},
+            {
+                "tenants": {
+                    "bank": tenant_config(
+                        plugins=list(subscribers),
+                        modules={
+                            "party": {},
+                            "entry": {"enabled": False},
+                            "outbox": {"max_attempts": 3, "backoff_base_seconds": 10},
+                        },
+                    )
+                }
+            },
             plugins=subscribers,
         )
+
     return build
 
 
@@ -67,7 +78,9 @@ def test_events_are_written_with_the_change_and_delivered_after_commit(app_with)
 
 
 @BOTH
-def test_a_failing_subscriber_is_retried_with_backoff_and_the_others_are_not_called_again(app_with, sim_clock) -> None:
+def test_a_failing_subscriber_is_retried_with_backoff_and_the_others_are_not_called_again(
+    app_with, sim_clock
+) -> None:
     good, flaky = Subscriber(), Subscriber(fail_times=1)
     app = app_with(good=good, flaky=flaky)
     with app.tenant("bank").unit_of_work() as uow:
@@ -153,8 +166,14 @@ def test_each_tenant_sees_only_its_events(make_sceneos) -> None:
 
 def test_a_tenant_without_the_outbox_still_gets_its_events_after_commit(make_sceneos) -> None:
     seen = Subscriber()
-    app = make_sceneos({"tenants": {"bank": tenant_config(plugins=["seen"], modules={
-        "party": {}, "outbox": {"enabled": False}})}}, plugins={"seen": seen})
+    app = make_sceneos(
+        {
+            "tenants": {
+                "bank": tenant_config(plugins=["seen"], modules={"party": {}, "outbox": {"enabled": False}})
+            }
+        },
+        plugins={"seen": seen},
+    )
     with app.tenant("bank").unit_of_work() as uow:
         event = uow.publish("test.done", {})
     assert seen.seen == [event.id]
@@ -194,3 +213,80 @@ def test_the_events_of_one_unit_of_work_are_recorded_in_one_more_transaction(app
     assert len(commits) == 2  # the work itself, then the receipts of all three events
     assert all(row.delivered_at is not None for row in rows(app, OutboxEvent))
     assert sorted(d.event_id for d in rows(app, OutboxDelivery)) == sorted(raised)
+
+
+class Deferring:
+    """A subscriber whose work is a write, handed to the unit of work that records its receipt."""
+
+    def __init__(self, fail_on: int | None = None) -> None:
+        self.fail_on = fail_on
+
+    @hookimpl
+    def sceneos_on_event(self, event) -> None:
+        from sqlalchemy import text
+
+        from infra.outbox.service import defer_to_receipt
+
+        def work(uow) -> None:
+            uow.session.execute(
+                text("INSERT INTO test_deferred_work (event_id) VALUES (:id)"), {"id": event.id}
+            )
+            if event.payload.get("n") == self.fail_on:
+                raise RuntimeError("no room for card 6222021234567890123")
+
+        assert defer_to_receipt(work)
+
+
+def written(app) -> list[str]:
+    from sqlalchemy import text
+
+    with app.engine.connect() as connection:
+        return sorted(connection.execute(text("SELECT event_id FROM test_deferred_work")).scalars())
+
+
+@BOTH
+def test_handed_over_work_commits_with_its_receipts_and_a_failure_is_that_event_s_alone(
+    app_with, sim_clock
+) -> None:
+    from sqlalchemy import event as sa_event
+    from sqlalchemy import text
+
+    good, deferring = Subscriber(), Deferring(fail_on=1)
+    app = app_with(good=good, deferring=deferring)
+    with app.engine.begin() as connection:
+        connection.execute(
+            text("CREATE TABLE IF NOT EXISTS test_deferred_work (event_id VARCHAR(36) PRIMARY KEY)")
+        )
+        connection.execute(text("DELETE FROM test_deferred_work"))
+    commits: list[int] = []
+    sa_event.listen(app.engine, "commit", lambda _conn: commits.append(1))
+    with app.tenant("bank").unit_of_work() as uow:
+        raised = [uow.publish("test.many", {"n": n}).id for n in range(3)]
+    # The work, then the receipts with the handed-over writes (the first try rolled back on the
+    # failure, the second isolated each event's work in a savepoint).
+    assert len(commits) == 2
+    assert good.seen == raised
+    assert written(app) == sorted([raised[0], raised[2]])  # the failed event's write rolled back
+    receipts = {(d.event_id, d.subscriber): d for d in rows(app, OutboxDelivery)}
+    assert {k: d.status for k, d in receipts.items()} == {
+        **{(event_id, "good"): "delivered" for event_id in raised},
+        (raised[0], "deferring"): "delivered",
+        (raised[1], "deferring"): "failing",
+        (raised[2], "deferring"): "delivered",
+    }
+    failed = receipts[(raised[1], "deferring")].last_error
+    assert "RuntimeError" in failed and "6222021234567890123" not in failed
+    assert {row.id for row in rows(app, OutboxEvent) if row.delivered_at is None} == {raised[1]}
+
+    deferring.fail_on = None  # fixed: the relay's retry runs the work again, for that event only
+    sim_clock.advance(seconds=11)
+    assert OutboxRelay(app).run_once().delivered == 1
+    assert written(app) == sorted(raised)
+    assert good.seen == raised  # not called again
+    assert all(row.delivered_at is not None for row in rows(app, OutboxEvent))
+
+
+def test_work_is_handed_over_only_during_an_outbox_delivery() -> None:
+    from infra.outbox.service import defer_to_receipt
+
+    assert defer_to_receipt(lambda uow: None) is False  # e.g. the in-process bus: do it yourself

@@ -47,7 +47,9 @@ class Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 try:
-                    verify_webhook(body, self.headers.get("SceneOS-Signature"), SECRET, now=clock.now().timestamp())
+                    verify_webhook(
+                        body, self.headers.get("SceneOS-Signature"), SECRET, now=clock.now().timestamp()
+                    )
                 except WebhookSignatureError:
                     receiver.bad_signatures += 1
                     self.send_response(400)
@@ -91,8 +93,12 @@ def hooked_station(make_sceneos, url: str):
     config["entry"] = {"webhook_poll_seconds": 0}
     app = make_sceneos(config)
     for employee_no, name, role, pin in OPERATORS:
-        service_call(app, lambda svc, e=employee_no, n=name, r=role, p=pin: svc.add_operator(
-            OperatorDraft(employee_no=e, merchant_id="station1", name=n, role=r, pin=p)))
+        service_call(
+            app,
+            lambda svc, e=employee_no, n=name, r=role, p=pin: svc.add_operator(
+                OperatorDraft(employee_no=e, merchant_id="station1", name=n, role=r, pin=p)
+            ),
+        )
     return app
 
 
@@ -122,13 +128,20 @@ def test_the_merchant_gets_signed_webhooks_of_its_payments(make_sceneos, receive
     report = send_due(app)
     assert (report.attempted, report.delivered) == (4, 4) and hook.bad_signatures == 0
     by_type = {r["event"]["type"]: r for r in hook.received}
-    assert sorted(by_type) == ["payments.payment.expired", "payments.payment.failed", "payments.payment.succeeded",
-                               "payments.refund.succeeded"]
+    assert sorted(by_type) == [
+        "payments.payment.expired",
+        "payments.payment.failed",
+        "payments.payment.succeeded",
+        "payments.refund.succeeded",
+    ]
     succeeded = by_type["payments.payment.succeeded"]
     assert succeeded["event"]["data"]["payment_no"] == paid_qr.payment_no
     assert succeeded["event"]["data"]["amount_minor"] == 300
     assert succeeded["headers"]["SceneOS-Event-Id"] == succeeded["event"]["id"]
-    assert by_type["payments.payment.failed"]["event"]["data"]["failure_code"] == "insufficient_available_balance"
+    assert (
+        by_type["payments.payment.failed"]["event"]["data"]["failure_code"]
+        == "insufficient_available_balance"
+    )
     assert by_type["payments.refund.succeeded"]["event"]["data"]["amount_minor"] == 100
     assert by_type["payments.payment.expired"]["event"]["data"]["payment_no"] == late_qr.payment_no
     # Each is recorded in the entry's delivery log under the merchant's recipient id.
@@ -170,14 +183,61 @@ def test_the_secret_is_stored_encrypted_and_never_shown(make_sceneos, receiver, 
 def test_another_merchants_events_and_unsubscribed_types_are_not_sent(make_sceneos, receiver) -> None:
     hook = receiver()
     app = hooked_station(make_sceneos, hook.url)
-    kiosk = MerchantConfig(merchant_id="kiosk", name="Kiosk", city="Hangzhou", mcc="5994",
-                           settlement_account="merchant:kiosk",
-                           stores=[{"store_id": "k", "name": "K", "terminals": [{"terminal_id": "k1", "label": "K1"}]}])
+    kiosk = MerchantConfig(
+        merchant_id="kiosk",
+        name="Kiosk",
+        city="Hangzhou",
+        mcc="5994",
+        settlement_account="merchant:kiosk",
+        stores=[{"store_id": "k", "name": "K", "terminals": [{"terminal_id": "k1", "label": "K1"}]}],
+    )
     service_call(app, lambda svc: svc.put_merchant(kiosk))
-    service_call(app, lambda svc: svc.add_operator(OperatorDraft(employee_no="K001", merchant_id="kiosk", name="K",
-                                                                 role="cashier", pin="1111")))
+    service_call(
+        app,
+        lambda svc: svc.add_operator(
+            OperatorDraft(employee_no="K001", merchant_id="kiosk", name="K", role="cashier", pin="1111")
+        ),
+    )
     kiosk_shift = sign_in(app, "K001", "1111", "k1")
     service_call(app, lambda svc: svc.record_cash(kiosk_shift.shift_no, 500, "K-1", "k-1"))
     shift = sign_in(app, "C001", "1234", "win1")
-    service_call(app, lambda svc: svc.create_qr(shift.shift_no, 500, "TK-1", "r-1"))  # "created": not subscribed
+    service_call(
+        app, lambda svc: svc.create_qr(shift.shift_no, 500, "TK-1", "r-1")
+    )  # "created": not subscribed
+    assert send_due(app).attempted == 0 and hook.received == []
+
+
+@BOTH
+def test_a_merchant_of_another_bank_with_the_same_id_is_never_routed_its_events(
+    make_sceneos, receiver
+) -> None:
+    """Routing reads merchants with a Core statement (core.statements): bank_b's station1
+    has no webhook, so bank_b's sales reach nobody, though bank_a's station1 has one."""
+    from core.testing.harness import tenant_config
+    from tests.payments.conftest import SETTINGS
+
+    hook = receiver()
+    hooked = {**STATION, "webhook_url": hook.url, "webhook_secret": SECRET}
+    config = {
+        "tenants": {
+            "bank_a": tenant_config(modules={"party": {}, "payments": {**SETTINGS, "merchants": [hooked]}}),
+            "bank_b": tenant_config(modules={"party": {}, "payments": {**SETTINGS, "merchants": [STATION]}}),
+        }
+    }
+    config["entry"] = {"webhook_poll_seconds": 0}
+    app = make_sceneos(config)
+    service_call(
+        app,
+        lambda svc: svc.add_operator(
+            OperatorDraft(employee_no="C001", merchant_id="station1", name="B", role="cashier", pin="1234")
+        ),
+        "bank_b",
+    )
+    shift = service_call(
+        app, lambda svc: svc.sign_in(svc.verify_pin("C001", "1234").raise_if_failed(), "win1"), "bank_b"
+    )
+    service_call(app, lambda svc: svc.record_cash(shift.shift_no, 500, "B-1", "b-1"), "bank_b")  # succeeded
+    for tenant_id in ("bank_a", "bank_b"):
+        with app.tenant(tenant_id).unit_of_work() as uow:
+            assert uow.session.scalars(select(EntryWebhookDelivery)).all() == []
     assert send_due(app).attempted == 0 and hook.received == []
