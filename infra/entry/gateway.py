@@ -159,8 +159,7 @@ class EntryGateway:
             await self._send_stored(send, answer, rate_headers)
             # Recorded once the answer is on its way: the work is already committed, so storing the
             # answer adds nothing the partner waits for. Until it lands (about a millisecond) a retry
-            # on another connection gets 409 and retries; one on the same connection is read only
-            # after this returns (HTTP/1.1 answers a connection's requests in order).
+            # with the same key gets 409 and retries.
             try:
                 await anyio.to_thread.run_sync(self.entry.idempotency.complete, context.tenant,
                                                admission.reservation, answer)
