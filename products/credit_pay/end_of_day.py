@@ -121,10 +121,21 @@ def open_lifecycle_accounts(ledger: Any, account_no: str, currency: str, custome
     ledger.open_account(write_off_account(currency), currency, "expense")
 
 
-def read_balances(ledger: Any, account_nos: Sequence[str]) -> dict[str, dict[str, int]]:
-    """principal, interest, penalty, fee (owed, >= 0) and credit (overpaid) of each account."""
+def read_balances(
+    ledger: Any, account_nos: Sequence[str], *, principal_only: bool = False
+) -> dict[str, dict[str, int]]:
+    """principal, interest, penalty, fee (owed, >= 0) and credit (overpaid) of each account; with
+    ``principal_only`` the principal receivable alone (the rest reads 0), a fifth of the read, for
+    accounts on which nothing but accrual can happen (``Lifecycle._only_accrues``)."""
     from products.credit_pay.service import receivable_account
 
+    if principal_only:
+        found = ledger.balances([receivable_account(no) for no in account_nos]) if account_nos else {}
+        return {
+            no: {"principal": found[receivable_account(no)].net_posted_minor, "interest": 0, "penalty": 0,
+                 "fee": 0, "credit": 0}
+            for no in account_nos
+        }
     codes: list[str] = []
     for no in account_nos:
         codes += [
@@ -214,6 +225,8 @@ class AccountState:
     unbilled: list[CreditPayTransaction] = field(default_factory=list)
     new_txns: list[dict[str, Any]] = field(default_factory=list)
     balances: dict[str, int] | None = None
+    # balances holds the principal alone (the rest reads 0): only while nothing but accrual can happen.
+    principal_only: bool = False
     has_plans: bool = False
 
     @property
@@ -342,8 +355,13 @@ class Lifecycle:
             for no in self._accounts_with_plans(billing):
                 by_no[no].has_plans = True
         needing = [s for s in states if self._needs_balances(s, through)]
-        for no, balances in read_balances(self.ledger, [s.account_no for s in needing]).items():
-            by_no[no].balances = balances
+        only_accruing = {s.account_no for s in needing if self._only_accrues(s, through)}
+        accruing = [s.account_no for s in needing if s.account_no in only_accruing]
+        full = [s.account_no for s in needing if s.account_no not in only_accruing]
+        for nos_, only in ((accruing, True), (full, False)):
+            for no, balances in read_balances(self.ledger, nos_, principal_only=only).items():
+                by_no[no].balances = balances
+                by_no[no].principal_only = only
         return states
 
     def _accounts_with_plans(self, account_nos: Sequence[str]) -> set[str]:
@@ -370,6 +388,20 @@ class Lifecycle:
             return True
         return any(d.day == state.product.billing_day for d in self._days(state, through))
 
+    def _only_accrues(self, state: AccountState, through: date) -> bool:
+        """Nothing but accrual can happen to the account through ``through``: current (nothing past
+        due, in the bucket of day 0), no due date and no billing day in the range. Only then may its
+        state hold the principal alone (``AccountState.principal_only``)."""
+        cycle = state.cycle
+        if cycle.charged_off_on is not None or cycle.past_due_minor > 0 or cycle.overdue_since is not None:
+            return False
+        if cycle.bucket != state.product.bucket_of(0):
+            return False
+        start = cycle.processed_through + timedelta(days=1)
+        if any(start <= s.grace_until <= through for s in state.open_statements):
+            return False
+        return not self._bills_between(state, through)
+
     def _needs_balances(self, state: AccountState, through: date) -> bool:
         cycle = state.cycle
         if cycle.charged_off_on is not None:
@@ -388,6 +420,7 @@ class Lifecycle:
         for state in states:
             if state.balances is None and self._needs_balances(state, through):
                 state.balances = read_balances(self.ledger, [state.account_no])[state.account_no]
+                state.principal_only = False
             for day in self._days(state, through):
                 self._day(state, day)
             state.cycle.processed_through = through
@@ -493,6 +526,7 @@ class Lifecycle:
     def _check_due(self, state: AccountState, statement: CreditPayStatement, day: date) -> None:
         """The last day a payment counted as on time for ``statement`` has ended."""
         cycle, product, account = state.cycle, state.product, state.account
+        assert not state.principal_only, "a due date reads every component"
         state.open_statements.remove(statement)
         if statement.paid_minor >= statement.new_balance_minor:
             statement.status = "paid"
@@ -555,6 +589,7 @@ class Lifecycle:
     def _charge_off(self, state: AccountState, day: date) -> None:
         cycle, account, balances = state.cycle, state.account, state.balances
         assert balances is not None, "an account past due always has its balances loaded"
+        assert not state.principal_only, "an account past due reads every component"
         amounts = {c: balances[c] for c in COMPONENTS if balances[c] > 0}
         total = sum(amounts.values())
         if total > 0:
@@ -592,6 +627,7 @@ class Lifecycle:
         account, cycle, product = state.account, state.cycle, state.product
         balances = state.balances
         assert balances is not None, "a billing day always has its balances loaded"
+        assert not state.principal_only, "a billing day reads every component"
         installments = 0
         if state.has_plans:
             billed = bill_installments(self.service, account, day)
