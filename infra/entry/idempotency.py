@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import Engine, bindparam, delete, select, text, update
 
 from infra.entry.errors import IdempotencyInProgress, IdempotencyKeyReused
 from infra.entry.models import EntryIdempotencyKey
@@ -56,6 +56,25 @@ class Reservation:
 
 _TABLE = EntryIdempotencyKey.__table__
 _COMPLETE = update(_TABLE).where(_TABLE.c.id == bindparam("row_id"), _TABLE.c.tenant_id == bindparam("row_tenant"))
+
+
+# PostgreSQL admission in one autocommit statement: the nonce, and (only if the nonce is new) the
+# key's reservation. One round trip instead of four (BEGIN, two INSERTs, COMMIT) on every partner
+# POST. Driver-level SQL outside the ORM's tenant guard: :tenant is bound from the Tenant object
+# the entry authenticated the partner into (IdempotencyStore.reserve_with_nonce), never from input.
+_PG_ADMIT = text("""
+    WITH n AS (
+        INSERT INTO entry_nonces (tenant_id, key_id, nonce, expires_at)
+        VALUES (:tenant, :key_id, :nonce, :nonce_expires_at)
+        ON CONFLICT DO NOTHING RETURNING 1
+    ), k AS (
+        INSERT INTO entry_idempotency_keys
+            (tenant_id, partner_id, key, fingerprint, status, response_sealed, created_at, locked_until, expires_at)
+        SELECT :tenant, :partner_id, :key, :fingerprint, 'in_progress', false, :now, :locked_until, :expires_at
+        WHERE EXISTS (SELECT 1 FROM n)
+        ON CONFLICT DO NOTHING RETURNING id
+    )
+    SELECT EXISTS (SELECT 1 FROM n), (SELECT id FROM k)""")
 
 
 def _no_store(headers: list[tuple[str, str]]) -> bool:
@@ -109,6 +128,35 @@ class IdempotencyStore:
         ):
             return Reservation(row.id)
         raise IdempotencyInProgress("a request with this idempotency key is being processed; retry shortly")
+
+    @staticmethod
+    def reserve_with_nonce(
+        engine: Engine,
+        tenant: Tenant,
+        *,
+        key_id: str,
+        nonce: str,
+        nonce_expires_at: datetime,
+        partner_id: str,
+        key: str,
+        request_fingerprint: str,
+        now: datetime,
+        ttl: timedelta,
+        lease: timedelta,
+    ) -> tuple[bool, Reservation | None]:
+        """PostgreSQL: record the nonce and reserve ``key`` in one statement (``_PG_ADMIT``).
+
+        ``(False, None)``: the nonce was seen (nothing written). ``(True, reservation)``: both
+        written. ``(True, None)``: the nonce is recorded but the key exists; :meth:`reserve` in a
+        unit of work then says what it holds (a stored answer, 409 or 422)."""
+        params = {
+            "tenant": tenant.id, "key_id": key_id, "nonce": nonce, "nonce_expires_at": nonce_expires_at,
+            "partner_id": partner_id, "key": key, "fingerprint": request_fingerprint, "now": now,
+            "locked_until": now + lease, "expires_at": now + ttl,
+        }
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            fresh, row_id = connection.execute(_PG_ADMIT, params).one()
+        return bool(fresh), Reservation(row_id) if row_id is not None else None
 
     @staticmethod
     def _take_over(uow: UnitOfWork, row: EntryIdempotencyKey, values: dict, condition: object) -> bool:

@@ -136,3 +136,34 @@ def test_an_answer_marked_no_store_is_kept_encrypted_and_still_replayed(entry_ap
     with app.tenants["bank_a"].unit_of_work() as uow:
         row = uow.session.scalars(select(EntryIdempotencyKey).where(EntryIdempotencyKey.key == "code-1")).one()
         assert row.response_sealed and b"SECRET" not in row.response_body
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_postgres_admits_a_post_in_one_statement_and_a_seen_nonce_writes_nothing(entry_app) -> None:
+    """The one-statement admission (nonce, then the key only if the nonce is new) on PostgreSQL."""
+    from sqlalchemy import func, select
+
+    from infra.entry.models import EntryIdempotencyKey, EntryNonce
+    from infra.entry.runtime import entry_of
+
+    app = entry_app()
+    entry, tenant = entry_of(app), app.tenant("bank_a")
+    now = app.clock.now()
+
+    def admit(nonce: str, key: str):
+        return entry.idempotency.reserve_with_nonce(
+            app.engine, tenant, key_id="pk_travel", nonce=nonce, nonce_expires_at=now + timedelta(minutes=5),
+            partner_id="travel", key=key, request_fingerprint="f" * 64, now=now,
+            ttl=timedelta(days=1), lease=timedelta(minutes=1))
+
+    fresh, reservation = admit("n1", "k1")
+    assert fresh and reservation is not None
+    assert admit("n1", "k2") == (False, None)  # a replayed nonce: nothing written, not even the key
+    assert admit("n2", "k1") == (True, None)  # a new nonce, a key in use: reserve() decides
+    with tenant.unit_of_work() as uow:
+        assert uow.session.scalars(select(EntryIdempotencyKey.key)).all() == ["k1"]
+        assert uow.session.scalar(select(func.count()).select_from(EntryNonce)) == 2
+        row = uow.session.scalars(select(EntryIdempotencyKey)).one()
+        assert (row.id, row.tenant_id, row.status) == (reservation.row_id, "bank_a", "in_progress")
+    with app.tenant("bank_b").unit_of_work() as uow:  # the other bank sees none of it
+        assert uow.session.scalar(select(func.count()).select_from(EntryIdempotencyKey)) == 0
