@@ -508,6 +508,16 @@ class CreditPayService:
             created_at=row.created_at,
         )
 
+    def account_customer(self, account_no: str) -> str:
+        """The customer an account belongs to (NotFound if the tenant has no such account): the
+        ownership check of a route whose operation reads and catches up the account itself."""
+        customer_no = self.session.scalar(
+            select(CreditPayAccount.customer_no).where(CreditPayAccount.account_no == account_no)
+        )
+        if customer_no is None:
+            raise NotFound(f"no credit account {account_no!r}")
+        return customer_no
+
     def account(self, account_no: str) -> AccountView:
         # The account with its cycle in one statement; catch_up then needs no read if it is current.
         found = self.session.execute(

@@ -12,7 +12,7 @@
     module's scorecard, limit and pricing), in ``--workers`` processes. Then ``--workers``
     processes (default 8) authorize purchases for ``--seconds``, each in its own unit of work as
     ``POST /v1/credit_pay/purchases`` makes it (the partner's ownership check through
-    ``service.account``, then ``service.authorize``): inline catch-up, per-purchase and daily
+    ``service.account_customer``, then ``service.authorize``): inline catch-up, per-purchase and daily
     limits, the available line, the risk module's purchase flow with rules, a blacklist and
     velocity limits on (its decision record and velocity event are written), the pending ledger
     entry on the line and the events through the outbox. Random accounts, 40 merchants, random
@@ -226,7 +226,7 @@ def authorize_one(tenant: Any, account_no: str, rng: random.Random, purchase_id:
                           amount_minor=rng.randrange(100, 50_000), merchant_category="4722")
     with tenant.unit_of_work() as uow:
         service = tenant.module("credit_pay").container.service(uow=uow, partner_id=PARTNER)
-        service.account(account_no)
+        service.account_customer(account_no)
         return service.authorize(draft)
 
 

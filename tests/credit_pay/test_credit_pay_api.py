@@ -107,6 +107,9 @@ def test_a_partner_acts_for_its_consenting_user_and_sees_only_its_own(make_scene
         mall.get(f"/v1/credit_pay/accounts/{no}", user_id="m-9")
     with pytest.raises(NotFoundError):
         mall.post("/v1/credit_pay/purchases/flight-1/capture")
+    with pytest.raises(NotFoundError):  # buying on someone else's account: as if it did not exist
+        mall.post("/v1/credit_pay/purchases", json={**buy, "purchase_id": "mall-1"}, user_id="m-9")
+    assert travel.get(f"/v1/credit_pay/accounts/{no}", user_id="u-1").data["held_minor"] == 186_000
     assert travel.post("/v1/credit_pay/purchases/flight-1/cancel").data["status"] == "cancelled"
     trial = mall.post("/v1/credit_pay/products/standard/trials", json={"amount_minor": 120_000}).data
     assert {plan["terms"] for plan in trial["plans"]} == {3, 6, 12, 24}
