@@ -172,40 +172,35 @@ class EntryRuntime:
         rate = self.rate_limiter.hit(tenant.id, partner.partner_id, partner.rate_limit or settings.default_rate_limit)
         context = PartnerContext(partner=partner, tenant=tenant, key_id=signed.key_id, end_user=request.end_user)
         expires_at = datetime.fromtimestamp(signed.timestamp, UTC) + timedelta(seconds=self.settings.clock_skew_seconds)
-        request_fingerprint = fingerprint(method, canonical_path(request.raw_path), canonical_query(request.raw_query),
-                                          request.end_user or "", request.body)
+        idempotent = key is not None and method in IDEMPOTENT_METHODS
+        request_fingerprint = (
+            fingerprint(method, canonical_path(request.raw_path), canonical_query(request.raw_query),
+                        request.end_user or "", request.body) if idempotent else ""
+        )
         ttl = timedelta(seconds=settings.idempotency_ttl_seconds)
         lease = timedelta(seconds=settings.idempotency_lease_seconds)
         count = next(self._admitted)
-        if (self._one_statement and key is not None and method in IDEMPOTENT_METHODS and rate.allowed
-                and count % PRUNE_EVERY != 0):
-            fresh, reservation = self.idempotency.reserve_with_nonce(
+        nonce_recorded = False
+        if self._one_statement and idempotent and rate.allowed and count % PRUNE_EVERY != 0:
+            assert key is not None
+            nonce_recorded, reservation = self.idempotency.reserve_with_nonce(
                 self.app.engine, tenant, key_id=signed.key_id, nonce=signed.nonce, nonce_expires_at=expires_at,
                 partner_id=partner.partner_id, key=key, request_fingerprint=request_fingerprint, now=now,
                 ttl=ttl, lease=lease,
             )
-            if not fresh:
+            if not nonce_recorded:
                 raise SignatureReplayed("this nonce was already used; sign every request with a new nonce")
             if reservation is not None:
                 return Admission(context, rate, reservation=reservation)
-            with tenant.unit_of_work() as uow:  # the key exists: what does it hold?
-                try:
-                    outcome = self.idempotency.reserve(uow, partner.partner_id, key, request_fingerprint,
-                                                       ttl=ttl, lease=lease)
-                except EntryError as refusal:
-                    return Admission(context, rate, refusal=refusal)
-            if isinstance(outcome, StoredResponse):
-                return Admission(context, rate, stored=outcome)
-            return Admission(context, rate, reservation=outcome)
+            # The key exists: the unit of work below says what it holds (the nonce is recorded).
         with tenant.unit_of_work() as uow:
-            if not self.replay.remember(uow, signed.key_id, signed.nonce, expires_at):
+            if not nonce_recorded and not self.replay.remember(uow, signed.key_id, signed.nonce, expires_at):
                 raise SignatureReplayed("this nonce was already used; sign every request with a new nonce")
             if count % PRUNE_EVERY == 0:
                 self.prune(uow)
-            if not rate.allowed:
+            if not rate.allowed or not idempotent:
                 return Admission(context, rate)
-            if key is None or method not in IDEMPOTENT_METHODS:
-                return Admission(context, rate)
+            assert key is not None
             try:
                 outcome = self.idempotency.reserve(uow, partner.partner_id, key, request_fingerprint, ttl=ttl,
                                                    lease=lease)
