@@ -68,24 +68,28 @@ class WalCheckpointer:
         self.checkpoint()  # leave the database file complete
 
     def checkpoint(self) -> None:
+        """One checkpoint now, on a connection of its own."""
         try:
             connection = sqlite3.connect(self.path, timeout=1, isolation_level=None)
-            try:
-                connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                self.checkpoints += 1
-            finally:
-                connection.close()
-        except sqlite3.Error as exc:  # a busy or vanished file: SQLite checkpoints on its own later
+        except sqlite3.Error as exc:
+            log.warning("WAL checkpoint failed", error=str(exc))
+            return
+        try:
+            self._checkpoint(connection)
+        finally:
+            connection.close()
+
+    def _checkpoint(self, connection: sqlite3.Connection) -> None:
+        try:
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self.checkpoints += 1
+        except sqlite3.Error as exc:  # a busy or vanished file: the next round (or SQLite) does it
             log.warning("WAL checkpoint failed", error=str(exc))
 
     def _run(self) -> None:
         connection = sqlite3.connect(self.path, timeout=1, check_same_thread=False, isolation_level=None)
         try:
             while not self._stop.wait(self.interval):
-                try:
-                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                    self.checkpoints += 1
-                except sqlite3.Error as exc:
-                    log.warning("WAL checkpoint failed", error=str(exc))
+                self._checkpoint(connection)
         finally:
             connection.close()
