@@ -20,7 +20,8 @@ checked one at another tenant.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import (
@@ -134,13 +135,16 @@ def run(uow: UnitOfWork, statement: Executable,
         raise TenantIsolationError("a Core statement must be built with core.statements.tenant_bound")
     tenant_id = uow.tenant.id
     connection = uow.session.connection()
-    if isinstance(statement, Insert):
-        rows = [params] if isinstance(params, Mapping) else list(params or [{}])
-        stamped = [_stamp(row, tenant_id) for row in rows] if _owned(statement.table) else [dict(r) for r in rows]
-        return connection.execute(statement, stamped[0] if isinstance(params, Mapping) or params is None else stamped)
-    if params is not None and not isinstance(params, Mapping):
-        return connection.execute(statement, [_bind(row, tenant_id) for row in params])
-    return connection.execute(statement, _bind(params or {}, tenant_id))
+    prepare: Callable[[Mapping[str, Any]], dict[str, Any]]
+    if not isinstance(statement, Insert):
+        prepare = partial(_bind, tenant_id=tenant_id)
+    elif _owned(statement.table):
+        prepare = partial(_stamp, tenant_id=tenant_id)
+    else:
+        prepare = dict
+    if params is None or isinstance(params, Mapping):
+        return connection.execute(statement, prepare(params or {}))
+    return connection.execute(statement, [prepare(row) for row in params])
 
 
 def _bind(params: Mapping[str, Any], tenant_id: str) -> dict[str, Any]:
