@@ -26,6 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.clock import Clock
+from core.heap import frozen_heap
 from core.logging import get_logger, mask_text
 from core.tenancy import ModuleRuntime, Tenant, UnitOfWork
 from infra.compute.errors import InvalidJob
@@ -191,7 +192,9 @@ def execute_partition(app: SceneOS, task: PartitionTask) -> PartitionOutcome:
     worker = this_process()
     try:
         job = find_job(tenant, task.job_name)
-        with tenant.unit_of_work() as uow:
+        # The application's own heap stays out of the collector's walks while the partition keeps
+        # its rows alive (core/heap.py: a third of credit pay's end of day without it).
+        with frozen_heap(), tenant.unit_of_work() as uow:
             row = _lock_partition(uow.session, task.partition_id, skip_locked=True)
             if row is None or row.status == PartitionState.DONE or row.run_id != task.run_id:
                 # Being run by another runner (locked), or finished already: not ours to do.

@@ -14,6 +14,7 @@ kill test lands its SIGKILL while postings are written but not committed).
 
 from __future__ import annotations
 
+import gc
 import time
 from typing import Any
 
@@ -26,6 +27,8 @@ from core.settings import ModuleSettings
 from infra.ledger import EntryDraft, Ledger, LedgerEntry, LedgerPosting, Posting
 
 EXPENSE = "bank:interest_expense"
+# gc.get_freeze_count() as each in-process partition of interest.accrue saw it (core/heap.py).
+FREEZE_COUNTS_SEEN: list[int] = []
 BUDGET = "bank:interest_budget"
 EQUITY = "bank:equity"
 
@@ -52,6 +55,7 @@ def plan_accrual(ctx: Any) -> list[str]:
 
 def accrue_partition(ctx: Any) -> dict[str, int]:
     settings = ctx.module("interest").settings
+    FREEZE_COUNTS_SEEN.append(gc.get_freeze_count())
     first, last = (int(part) for part in ctx.key.split("-"))
     ledger = Ledger(ctx.session, ctx.clock)
     amount = 0

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 from datetime import date
 
 import compute_testbank
 import pytest
-from compute_testjobs import expected_amount, ledger_state
+from compute_testjobs import FREEZE_COUNTS_SEEN, expected_amount, ledger_state
 from conftest import BOTH
 from sqlalchemy import select
 
@@ -41,6 +42,15 @@ def test_a_run_posts_every_partition_and_completes(interest_app) -> None:
     assert run.created_at == app.clock.now() and run.finished_at == app.clock.now()  # the tenant's clock
     assert [(p.key, p.status, p.attempts, p.result["entries"]) for p in partitions] == [
         ("0000-0003", "done", 1, 4), ("0004-0007", "done", 1, 4), ("0008-0011", "done", 1, 4)]
+
+
+def test_partitions_run_with_the_application_heap_frozen(interest_app) -> None:
+    app = interest_app()
+    FREEZE_COUNTS_SEEN.clear()
+    before = gc.get_freeze_count()
+    assert JobRunner(app).run("bank_b", "interest.accrue", DAY).completed
+    assert len(FREEZE_COUNTS_SEEN) == 3 and min(FREEZE_COUNTS_SEEN) > before  # core/heap.py
+    assert gc.get_freeze_count() == before
 
 
 @BOTH
