@@ -32,11 +32,12 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 
 from core.errors import ValidationFailed
 from core.logging import get_logger
 from core.modules import JobSpec
+from core.statements import insert_rows, update_rows
 from infra.ledger import EntryDraft, LedgerError, Posting
 from products.credit_pay.models import (
     CreditPayAccount,
@@ -439,9 +440,7 @@ class Lifecycle:
             self.drafts = []
         self.session.flush()
         if self.tags:
-            self.session.execute(
-                update(CreditPayTransaction), self.tags, execution_options={"synchronize_session": False}
-            )
+            update_rows(self.uow, CreditPayTransaction.__table__, self.tags)
             self.tags = []
 
     def _txn(
@@ -449,7 +448,6 @@ class Lifecycle:
     ) -> None:
         state.new_txns.append(
             {
-                "tenant_id": self.tenant.id,
                 "account_no": state.account_no,
                 "business_date": day,
                 "kind": kind,
@@ -457,14 +455,16 @@ class Lifecycle:
                 "reference": reference,
                 "entry_id": entry_id,
                 "statement_no": None,
-                "created_at": self.uow.clock.now(),
             }
         )
 
     def _write_txns(self, states: Sequence[AccountState]) -> None:
         rows = [row for s in states for row in s.new_txns]
         if rows:
-            self.session.execute(insert(CreditPayTransaction), rows)
+            now = self.uow.clock.now()
+            for row in rows:
+                row["created_at"] = now
+            insert_rows(self.uow, CreditPayTransaction.__table__, rows)
         for s in states:
             s.new_txns = []
 

@@ -3,12 +3,14 @@ that forgets the tenant is refused when it is built, and the tenant is never the
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import bindparam, func, select, union_all, update
 from test_tenancy import BOTH, two_banks  # noqa: F401 - the fixture
 
 from core.errors import TenantIsolationError
-from core.statements import run, tenant_bound, tenant_filter
+from core.statements import insert_rows, run, tenant_bound, tenant_filter, update_rows
 from middle.party.models import Customer
 from middle.risk.models import RiskVelocityEvent
 
@@ -68,3 +70,58 @@ def test_inserts_are_stamped_with_the_units_tenant(two_banks) -> None:  # noqa: 
     with app.system_unit_of_work() as session:
         assert sorted(session.execute(select(V.c.tenant_id, V.c.decision_no)).all()) == [
             ("bank_a", "dec_1"), ("bank_a", "dec_2"), ("bank_a", "dec_3")]
+
+
+def _events(app, numbers: range) -> list[dict]:
+    return [{"kind": "purchase", "customer_no": f"cus_{n}", "device_id": None if n % 2 else f"dev_{n}",
+             "merchant_id": None, "amount_minor": 10**12 + n, "outcome": "approve", "decision_no": f"dec_{n}",
+             "occurred_at": app.clock.now() + timedelta(microseconds=n)} for n in numbers]
+
+
+@BOTH
+def test_batch_writes_round_trip_every_value_and_stamp_the_tenant(two_banks) -> None:  # noqa: F811
+    app, _ = two_banks
+    rows = _events(app, range(250))
+    with app.tenant("bank_a").unit_of_work() as uow:
+        assert insert_rows(uow, V, rows) == 250
+        assert insert_rows(uow, V, []) == 0
+    with app.tenant("bank_b").unit_of_work() as uow:
+        insert_rows(uow, V, rows[:3])
+    with app.tenant("bank_a").unit_of_work() as uow:
+        stored = uow.session.scalars(select(RiskVelocityEvent).order_by(RiskVelocityEvent.decision_no)).all()
+        assert sorted(({c: getattr(e, c) for c in rows[0]} for e in stored), key=lambda r: r["decision_no"]) == \
+            sorted(rows, key=lambda r: r["decision_no"])
+        assert stored[0].occurred_at.tzinfo is not None  # read back aware, as written through the ORM
+    with pytest.raises(TenantIsolationError, match="tenant 'bank_b' in a unit of work of tenant 'bank_a'"):
+        with app.tenant("bank_a").unit_of_work() as uow:
+            insert_rows(uow, V, [rows[0], {**rows[1], "tenant_id": "bank_b"}])
+    with app.system_unit_of_work() as session:
+        assert dict(session.execute(select(V.c.tenant_id, func.count()).group_by(V.c.tenant_id)).all()) == {
+            "bank_a": 250, "bank_b": 3}
+
+
+@BOTH
+def test_batch_updates_change_the_units_tenants_rows_only(two_banks) -> None:  # noqa: F811
+    app, _ = two_banks
+    for bank in ("bank_a", "bank_b"):
+        with app.tenant(bank).unit_of_work() as uow:
+            insert_rows(uow, V, _events(app, range(5)))
+    later = app.clock.now() + timedelta(days=1)
+    changes = [{"decision_no": f"dec_{n}", "outcome": "decline", "device_id": None, "occurred_at": later}
+               for n in (0, 2, 4, 9)]
+    with app.tenant("bank_a").unit_of_work() as uow:
+        assert update_rows(uow, V, changes, key="decision_no") == 3  # dec_9 is nobody's
+        with pytest.raises(ValueError, match="must all have the same columns"):
+            update_rows(uow, V, [changes[0], {"decision_no": "dec_1", "outcome": "x"}], key="decision_no")
+        with pytest.raises(ValueError, match="has no column nonsense"):
+            update_rows(uow, V, [{"decision_no": "dec_1", "nonsense": 1}], key="decision_no")
+        with pytest.raises(TenantIsolationError, match="tenant_id is not a column to set"):
+            update_rows(uow, V, [{"decision_no": "dec_1", "tenant_id": "bank_b"}], key="decision_no")
+    with app.system_unit_of_work() as session:
+        rows = session.execute(select(V.c.tenant_id, V.c.decision_no, V.c.outcome, V.c.device_id)
+                               .order_by(V.c.tenant_id, V.c.decision_no)).all()
+    assert [(t, d, o, dev) for t, d, o, dev in rows if t == "bank_a"] == [
+        ("bank_a", "dec_0", "decline", None), ("bank_a", "dec_1", "approve", None),
+        ("bank_a", "dec_2", "decline", None), ("bank_a", "dec_3", "approve", None),
+        ("bank_a", "dec_4", "decline", None)]
+    assert {o for t, _, o, _ in rows if t == "bank_b"} == {"approve"}
