@@ -37,7 +37,7 @@ from sqlalchemy import func, select, update
 from core.errors import ValidationFailed
 from core.logging import get_logger
 from core.modules import JobSpec
-from core.statements import insert_rows, update_rows
+from core.statements import among, insert_rows, update_rows
 from infra.ledger import EntryDraft, LedgerError, Posting
 from products.credit_pay.models import (
     CreditPayAccount,
@@ -58,6 +58,11 @@ COMPONENTS = ("penalty", "fee", "interest", "principal")
 MICROS = 1_000_000  # interest is accrued in millionths of a minor unit and posted in whole units
 PARTITION_SIZE = 1_000  # accounts (by id range) per end-of-day partition
 HOLDS_KEY = "holds"
+# What end of day changes on a cycle (all but its identity).
+CYCLE_STATE = (
+    "processed_through", "revolving", "interest_carry_micros", "penalty_carry_micros", "past_due_minor",
+    "overdue_since", "days_past_due", "bucket", "last_statement_date", "charged_off_on",
+)
 
 
 # --- ledger accounts -----------------------------------------------------------------------------
@@ -238,14 +243,17 @@ class AccountState:
 class Lifecycle:
     """Advances accounts day by day within one unit of work (see the module docstring)."""
 
-    def __init__(self, service: CreditPayService) -> None:
+    def __init__(self, service: CreditPayService, *, batch: bool = False) -> None:
         self.service = service
+        # The job's partition (not an inline catch-up, whose cycle the service goes on using).
+        self.batch = batch
         self.session = service.session
         self.tenant = service.tenant
         self.uow = service.uow
         self.ledger = service.ledger
+        self.dialect = self.session.get_bind().dialect.name
         self.drafts: list[EntryDraft] = []
-        # Billed transaction rows to tag with their statement, written in one executemany.
+        # Billed transaction rows to tag with their statement, written in one statement.
         self.tags: list[dict[str, Any]] = []
         self.counts: dict[str, int] = defaultdict(int)
 
@@ -298,7 +306,7 @@ class Lifecycle:
             c.account_no: c
             for c in self.session.scalars(
                 select(CreditPayCycle)
-                .where(CreditPayCycle.account_no.in_(nos))
+                .where(among(CreditPayCycle.account_no, nos, self.dialect))
                 .execution_options(populate_existing=True)
             )
         }
@@ -312,7 +320,7 @@ class Lifecycle:
         open_statements: dict[str, list[CreditPayStatement]] = defaultdict(list)
         for row in self.session.scalars(
             select(CreditPayStatement)
-            .where(CreditPayStatement.account_no.in_(nos), CreditPayStatement.status == "open")
+            .where(among(CreditPayStatement.account_no, nos, self.dialect), CreditPayStatement.status == "open")
             .order_by(CreditPayStatement.statement_date)
             .execution_options(populate_existing=True)
         ):
@@ -320,7 +328,7 @@ class Lifecycle:
         last_balance: dict[str, int] = {}
         latest = (
             select(CreditPayStatement.account_no, func.max(CreditPayStatement.statement_date).label("d"))
-            .where(CreditPayStatement.account_no.in_(nos))
+            .where(among(CreditPayStatement.account_no, nos, self.dialect))
             .group_by(CreditPayStatement.account_no)
             .subquery()
         )
@@ -348,7 +356,7 @@ class Lifecycle:
             for row in self.session.scalars(
                 select(CreditPayTransaction)
                 .where(
-                    CreditPayTransaction.account_no.in_(billing), CreditPayTransaction.statement_no.is_(None)
+                    among(CreditPayTransaction.account_no, billing, self.dialect), CreditPayTransaction.statement_no.is_(None)
                 )
                 .order_by(CreditPayTransaction.id)
             ):
@@ -373,7 +381,7 @@ class Lifecycle:
         return set(
             self.session.scalars(
                 select(CreditPayInstallmentPlan.account_no)
-                .where(CreditPayInstallmentPlan.account_no.in_(account_nos))
+                .where(among(CreditPayInstallmentPlan.account_no, account_nos, self.dialect))
                 .distinct()
             )
         )
@@ -426,8 +434,19 @@ class Lifecycle:
                 self._day(state, day)
             state.cycle.processed_through = through
             self.counts["accounts"] += 1
+        if self.batch:
+            self._write_cycles(states)
         self.flush()
         return dict(self.counts)
+
+    def _write_cycles(self, states: Sequence[AccountState]) -> None:
+        """Write the partition's cycles in one statement, then let the session forget them: its
+        flush would send one UPDATE per account, end of day's largest single cost on PostgreSQL.
+        Only the batch does so: an inline catch-up hands its cycle back to the service."""
+        rows = [{"id": s.cycle.id, **{name: getattr(s.cycle, name) for name in CYCLE_STATE}} for s in states]
+        update_rows(self.uow, CreditPayCycle.__table__, rows)
+        for state in states:
+            self.session.expunge(state.cycle)
 
     def flush(self) -> None:
         """Post the queued entries (one batch) and insert the queued transaction rows."""
@@ -846,10 +865,11 @@ def set_bucket(
 
 
 def run_through(
-    service: CreditPayService, accounts: Sequence[CreditPayAccount], through: date
+    service: CreditPayService, accounts: Sequence[CreditPayAccount], through: date, *, batch: bool = False
 ) -> dict[str, int]:
-    """Bring ``accounts`` to the end of ``through`` (no-op for those already there)."""
-    engine = Lifecycle(service)
+    """Bring ``accounts`` to the end of ``through`` (no-op for those already there); ``batch`` when
+    the end-of-day job does it (``Lifecycle.batch``)."""
+    engine = Lifecycle(service, batch=batch)
     states = engine.load(accounts, through)
     if not states:
         return {"accounts": 0}
@@ -898,7 +918,7 @@ def _run_partition(ctx: Any) -> Mapping[str, Any]:
             .with_for_update(of=CreditPayAccount)
         )
     )
-    return run_through(service, accounts, ctx.business_date)
+    return run_through(service, accounts, ctx.business_date, batch=True)
 
 
 def expire_holds(service: CreditPayService) -> dict[str, int]:
