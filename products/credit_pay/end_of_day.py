@@ -224,6 +224,7 @@ class AccountState:
     """One account during a run: its rows and, when needed, its ledger balances in memory."""
 
     account: CreditPayAccount
+    account_no: str  # the account's, read once: an ORM attribute costs a descriptor call a read
     cycle: CreditPayCycle
     product: CreditProduct
     open_statements: list[CreditPayStatement]
@@ -234,10 +235,6 @@ class AccountState:
     # balances holds the principal alone (the rest reads 0): only while nothing but accrual can happen.
     principal_only: bool = False
     has_plans: bool = False
-
-    @property
-    def account_no(self) -> str:
-        return self.account.account_no
 
 
 class Lifecycle:
@@ -343,12 +340,13 @@ class Lifecycle:
         states = [
             AccountState(
                 account=a,
-                cycle=cycles[a.account_no],
+                account_no=no,
+                cycle=cycles[no],
                 product=self.service._product(a.product_code),
-                open_statements=open_statements.get(a.account_no, []),
-                last_balance_minor=last_balance.get(a.account_no, 0),
+                open_statements=open_statements.get(no, []),
+                last_balance_minor=last_balance.get(no, 0),
             )
-            for a in behind
+            for a, no in zip(behind, nos, strict=True)
         ]
         by_no = {s.account_no: s for s in states}
         billing = [s.account_no for s in states if self._bills_between(s, through)]
@@ -391,11 +389,17 @@ class Lifecycle:
         start = state.cycle.processed_through + timedelta(days=1)
         return [start + timedelta(days=i) for i in range((through - start).days + 1)]
 
-    def _bills_between(self, state: AccountState, through: date) -> bool:
+    @staticmethod
+    def _bills_between(state: AccountState, through: date) -> bool:
+        """A billing day falls in the days to run (the first one on or after the first day to run
+        is at most a month away: a billing day is 1-28, in every month)."""
         start = state.cycle.processed_through + timedelta(days=1)
-        if (through - start).days >= 31:
-            return True
-        return any(d.day == state.product.billing_day for d in self._days(state, through))
+        billing_day = state.product.billing_day
+        if start.day > billing_day:
+            start = (start.replace(day=1) + timedelta(days=32)).replace(day=billing_day)
+        else:
+            start = start.replace(day=billing_day)
+        return start <= through
 
     def _only_accrues(self, state: AccountState, through: date) -> bool:
         """Nothing but accrual can happen to the account through ``through``: current (nothing past

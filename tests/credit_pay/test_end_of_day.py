@@ -275,3 +275,23 @@ def test_running_every_day_and_jumping_ahead_give_the_same_account(make_sceneos,
         with tenant.unit_of_work() as uow:
             ledger = tenant.module("ledger").container.ledger(session=uow.session)
             assert ledger.trial_balance("CNY").net_minor == 0 and ledger.verify() == []
+
+
+@given(
+    processed_through=st.dates(min_value=date(2024, 1, 1), max_value=date(2030, 12, 31)),
+    days=st.integers(min_value=-2, max_value=70),
+    billing_day=st.integers(min_value=1, max_value=28),
+)
+def test_a_billing_day_falls_in_the_run_exactly_when_one_of_its_days_is_one(
+    processed_through: date, days: int, billing_day: int
+) -> None:
+    from types import SimpleNamespace
+
+    from products.credit_pay.end_of_day import Lifecycle
+
+    through = processed_through + timedelta(days=days)
+    state: Any = SimpleNamespace(
+        cycle=SimpleNamespace(processed_through=processed_through), product=SimpleNamespace(billing_day=billing_day)
+    )
+    run_days = [processed_through + timedelta(days=i) for i in range(1, days + 1)]
+    assert Lifecycle._bills_between(state, through) == any(d.day == billing_day for d in run_days)
