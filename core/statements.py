@@ -19,7 +19,7 @@ checked one at another tenant.
 
 Batch writes (a partition's thousand rows) have two more entry points, :func:`insert_rows` and
 :func:`update_rows`: one statement whatever the number of rows, the rows passed as one JSON
-document (``jsonb_to_recordset`` on PostgreSQL, ``json_each`` on SQLite, both parsed in C), with a
+document (``jsonb_array_elements`` on PostgreSQL, ``json_each`` on SQLite, both parsed in C), with a
 statement text fixed per table and column set so the driver prepares it once. An executemany sends
 one statement per row instead: on PostgreSQL each is parsed, planned and executed on its own, which
 cost credit pay's end of day more than its whole arithmetic. Values go through each column's type
@@ -40,9 +40,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date
 from decimal import Decimal
 from functools import lru_cache, partial
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import (
+    JSON,
     BindParameter,
     ColumnElement,
     CompoundSelect,
@@ -244,13 +246,19 @@ def _uniform_columns(table: Table, rows: Sequence[Mapping[str, Any]]) -> tuple[s
 
 def _write(connection: Any, statement: TextClause, table: Table, columns: tuple[str, ...],
            rows: Sequence[Mapping[str, Any]], params: dict[str, Any]) -> int:
-    processors = _bind_processors(table, columns, connection.dialect)
-    document = [
-        {name: (value if processor is None or value is None else processor(value))
-         for (name, processor), value in zip(processors, (row[name] for name in columns), strict=True)}
-        for row in rows
-    ]
-    params["rows"] = json.dumps(document, default=_json_value, separators=(",", ":"))
+    # Each row as a JSON array in the columns' order, picked in C (itemgetter) and converted only
+    # where a column's type has a bind processor: a third of the time of one JSON object per row.
+    pick = itemgetter(*columns)
+    values: list[Any] = [pick(row) for row in rows] if len(columns) > 1 else [[row[columns[0]]] for row in rows]
+    processors = [(i, processor) for i, processor in enumerate(_bind_processors(table, columns, connection.dialect))
+                  if processor is not None]
+    if processors:
+        values = [list(value) for value in values]
+        for value in values:
+            for i, processor in processors:
+                if value[i] is not None:
+                    value[i] = processor(value[i])
+    params["rows"] = json.dumps(values, default=_json_value, separators=(",", ":"))
     return int(connection.execute(statement, params).rowcount)
 
 
@@ -263,20 +271,24 @@ def _json_value(value: Any) -> Any:
 
 
 @lru_cache(maxsize=256)
-def _bind_processors(table: Table, columns: tuple[str, ...], dialect: Any) -> list[tuple[str, Any]]:
-    return [(name, table.c[name].type._cached_bind_processor(dialect)) for name in columns]
+def _bind_processors(table: Table, columns: tuple[str, ...], dialect: Any) -> list[Any]:
+    # A JSON column's value travels as its JSON text, which the statement casts back to the type
+    # (psycopg's processor would wrap it in an adapter object of its own).
+    return [json.dumps if isinstance(table.c[name].type, JSON) else table.c[name].type._cached_bind_processor(dialect)
+            for name in columns]
 
 
 def _recordset(table: Table, columns: Sequence[str], dialect_name: str) -> str:
-    """The FROM item that turns the ``:rows`` document into typed rows named ``r``."""
+    """The FROM item that turns the ``:rows`` document (one array per row) into rows named ``r``."""
     if dialect_name == "postgresql":
         from sqlalchemy.dialects import postgresql
 
         dialect = postgresql.dialect()
-        typed = ", ".join(f"{name} {table.c[name].type.compile(dialect=dialect)}" for name in columns)
-        return f"jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({typed})"
+        typed = ", ".join(f"CAST(e->>{i} AS {table.c[name].type.compile(dialect=dialect)}) AS {name}"
+                          for i, name in enumerate(columns))
+        return f"(SELECT {typed} FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS e) AS r"
     if dialect_name == "sqlite":
-        picked = ", ".join(f"json_extract(value, '$.{name}') AS {name}" for name in columns)
+        picked = ", ".join(f"json_extract(value, '$[{i}]') AS {name}" for i, name in enumerate(columns))
         return f"(SELECT {picked} FROM json_each(:rows)) AS r"
     raise NotImplementedError(f"batch writes are written for PostgreSQL and SQLite, not {dialect_name}")
 

@@ -155,3 +155,37 @@ def test_among_selects_by_a_list_of_keys_bound_as_one_parameter(two_banks) -> No
         assert "dec_7" not in str(one.compile(uow.session.get_bind()))  # a parameter, not rendered values
         assert uow.session.scalars(select(RiskVelocityEvent.id)
                                    .where(among(RiskVelocityEvent.decision_no, [], dialect))).all() == []
+
+
+@BOTH
+def test_batch_writes_carry_json_dates_and_booleans_through_their_column_types(two_banks) -> None:  # noqa: F811
+    from datetime import date
+
+    from products.credit_pay.models import CreditPayCycle, CreditPayPurchase
+
+    app, _ = two_banks
+    P, Y = CreditPayPurchase.__table__, CreditPayCycle.__table__
+    now = app.clock.now()
+    purchase = {"purchase_id": "p1", "account_no": "a1", "merchant_id": "m", "partner_id": None, "amount_minor": 5,
+                "currency": "CNY", "status": "declined", "reasons": ["risk", {"rule": "r1"}], "decision_no": None,
+                "refunded_minor": 0, "business_date": date(2026, 2, 28), "created_at": now, "expires_at": None,
+                "resolved_at": None}
+    cycle = {"account_no": "a1", "partner_id": None, "processed_through": date(2026, 2, 27), "revolving": True,
+             "interest_carry_micros": 10**15, "penalty_carry_micros": 0, "past_due_minor": 0, "overdue_since": None,
+             "days_past_due": 0, "bucket": "M0", "last_statement_date": None, "charged_off_on": None}
+    with app.tenant("bank_a").unit_of_work() as uow:
+        insert_rows(uow, P, [purchase, {**purchase, "purchase_id": "p2", "reasons": []}])
+        insert_rows(uow, Y, [cycle])
+    with app.tenant("bank_a").unit_of_work() as uow:
+        ids = dict(uow.session.execute(select(CreditPayPurchase.purchase_id, CreditPayPurchase.id)).all())
+        update_rows(uow, P, [{"id": ids["p2"], "reasons": {"why": [1, None]}, "business_date": date(2026, 3, 1)}])
+        (cycle_id,) = uow.session.scalars(select(CreditPayCycle.id)).all()
+        update_rows(uow, Y, [{"id": cycle_id, "revolving": False, "overdue_since": date(2026, 3, 2)}])
+    with app.tenant("bank_a").unit_of_work() as uow:
+        rows = {p.purchase_id: p for p in uow.session.scalars(select(CreditPayPurchase))}
+        assert rows["p1"].reasons == ["risk", {"rule": "r1"}] and rows["p1"].business_date == date(2026, 2, 28)
+        assert rows["p2"].reasons == {"why": [1, None]} and rows["p2"].business_date == date(2026, 3, 1)
+        assert rows["p1"].created_at == now
+        stored = uow.session.scalars(select(CreditPayCycle)).one()
+        assert (stored.revolving, stored.overdue_since, stored.interest_carry_micros) == (
+            False, date(2026, 3, 2), 10**15)
