@@ -58,11 +58,6 @@ COMPONENTS = ("penalty", "fee", "interest", "principal")
 MICROS = 1_000_000  # interest is accrued in millionths of a minor unit and posted in whole units
 PARTITION_SIZE = 1_000  # accounts (by id range) per end-of-day partition
 HOLDS_KEY = "holds"
-# What end of day changes on a cycle (all but its identity).
-CYCLE_STATE = (
-    "processed_through", "revolving", "interest_carry_micros", "penalty_carry_micros", "past_due_minor",
-    "overdue_since", "days_past_due", "bucket", "last_statement_date", "charged_off_on",
-)
 
 
 # --- ledger accounts -----------------------------------------------------------------------------
@@ -219,13 +214,39 @@ def allocate(amount: int, balances: Mapping[str, int], order: Sequence[str]) -> 
     return allocation
 
 
+@dataclass(slots=True)
+class CycleRow:
+    """A cycle as the batch job reads and writes it: the columns of ``CreditPayCycle`` as plain
+    attributes. The engine reads and sets a cycle's attributes a dozen times a day per account;
+    on an ORM object each is a descriptor call, and the session then has to forget the objects the
+    job wrote itself (``Lifecycle._write_cycles``)."""
+
+    id: int
+    account_no: str
+    partner_id: str | None
+    processed_through: date
+    revolving: bool
+    interest_carry_micros: int
+    penalty_carry_micros: int
+    past_due_minor: int
+    overdue_since: date | None
+    days_past_due: int
+    bucket: str
+    last_statement_date: date | None
+    charged_off_on: date | None
+
+
+# What end of day changes on a cycle (all but its identity).
+CYCLE_STATE = tuple(name for name in CycleRow.__dataclass_fields__ if name not in ("id", "account_no", "partner_id"))
+
+
 @dataclass
 class AccountState:
     """One account during a run: its rows and, when needed, its ledger balances in memory."""
 
     account: CreditPayAccount
     account_no: str  # the account's, read once: an ORM attribute costs a descriptor call a read
-    cycle: CreditPayCycle
+    cycle: CreditPayCycle | CycleRow
     product: CreditProduct
     open_statements: list[CreditPayStatement]
     last_balance_minor: int
@@ -299,14 +320,24 @@ class Lifecycle:
         if not accounts:
             return []
         nos = [a.account_no for a in accounts]
-        cycles = {
-            c.account_no: c
-            for c in self.session.scalars(
-                select(CreditPayCycle)
-                .where(among(CreditPayCycle.account_no, nos, self.dialect))
-                .execution_options(populate_existing=True)
-            )
-        }
+        cycles: dict[str, CreditPayCycle | CycleRow]
+        if self.batch:
+            columns = [getattr(CreditPayCycle, name) for name in CycleRow.__dataclass_fields__]
+            cycles = {
+                row.account_no: CycleRow(*row)
+                for row in self.session.execute(
+                    select(*columns).where(among(CreditPayCycle.account_no, nos, self.dialect))
+                )
+            }
+        else:
+            cycles = {
+                c.account_no: c
+                for c in self.session.scalars(
+                    select(CreditPayCycle)
+                    .where(among(CreditPayCycle.account_no, nos, self.dialect))
+                    .execution_options(populate_existing=True)
+                )
+            }
         for account in accounts:
             if account.account_no not in cycles:
                 cycles[account.account_no] = self._new_cycle(account)
@@ -444,13 +475,15 @@ class Lifecycle:
         return dict(self.counts)
 
     def _write_cycles(self, states: Sequence[AccountState]) -> None:
-        """Write the partition's cycles in one statement, then let the session forget them: its
-        flush would send one UPDATE per account, end of day's largest single cost on PostgreSQL.
-        Only the batch does so: an inline catch-up hands its cycle back to the service."""
+        """Write the partition's cycles in one statement: the session's flush would send one UPDATE
+        per account, end of day's largest single cost on PostgreSQL. Only the batch does so: an
+        inline catch-up hands its cycle (an ORM object) back to the service. A cycle created in
+        this run is an ORM object too: the session forgets it once it is written here."""
         rows = [{"id": s.cycle.id, **{name: getattr(s.cycle, name) for name in CYCLE_STATE}} for s in states]
         update_rows(self.uow, CreditPayCycle.__table__, rows)
         for state in states:
-            self.session.expunge(state.cycle)
+            if isinstance(state.cycle, CreditPayCycle):
+                self.session.expunge(state.cycle)
 
     def flush(self) -> None:
         """Post the queued entries (one batch) and insert the queued transaction rows."""
@@ -801,7 +834,7 @@ def allocation_order(service: CreditPayService, account: CreditPayAccount) -> li
 
 
 def bureau_report(
-    account: CreditPayAccount, cycle: CreditPayCycle, reason: str, day: date, *, outstanding_minor: int
+    account: CreditPayAccount, cycle: CreditPayCycle | CycleRow, reason: str, day: date, *, outstanding_minor: int
 ) -> dict[str, Any]:
     return {
         "reason": reason,
@@ -832,7 +865,7 @@ def notify(service: CreditPayService, hook_name: str, **kwargs: Any) -> None:
 def set_bucket(
     service: CreditPayService,
     account: CreditPayAccount,
-    cycle: CreditPayCycle,
+    cycle: CreditPayCycle | CycleRow,
     bucket: str,
     day: date,
     balances: Mapping[str, int] | None,
