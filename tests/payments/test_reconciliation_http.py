@@ -52,7 +52,7 @@ def test_malformed_and_hostile_uploads_are_refused_over_http(station, http_clien
         ("csv", b"channel_ref,payment_ref,amount,currency,status,booked_at\nC1,p,1.0.0,CNY,SUCCESS,\n", "line 2"),
         ("camt053", XXE, "not allowed"),
         ("camt053", b"<Document xmlns='urn:iso:std:iso:20022:tech:xsd:camt.053.001.02'><Stmt>", "not well-formed"),
-        ("camt053", b"<Document", "is not a camt.053 Document"),
+        ("camt053", b"<Document/>", "is not a camt.053 Document"),
     ]:
         refused = bank.post(f"{BASE}/files", params={"date": "2026-01-01", "format": fmt, "file_name": "f",
                                                      "actor": "ops"}, content=content)
