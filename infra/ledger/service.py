@@ -94,11 +94,9 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import (
-    BigInteger,
     Connection,
     Select,
     and_,
-    any_,
     bindparam,
     case,
     event,
@@ -109,13 +107,13 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, SessionTransaction
 
 from core.clock import Clock
 from core.db import tenant_of
 from core.money import validate_currency
+from core.statements import among
 from infra.ledger.errors import (
     AccountExistsWithDifferentAttributes,
     AlreadyReversed,
@@ -802,6 +800,29 @@ _PG_UPDATE_BALANCES = """
       AND b.account_id = ANY(ARRAY(SELECT (x->>0)::bigint FROM jsonb_array_elements(%(balances)s::jsonb) AS x))
     RETURNING b.account_id
 """
+
+
+def _posting_sums(in_ids: Any, as_of: datetime | None) -> list[tuple[Select[Any], bool]]:
+    """Sums of postings per account and side among ``in_ids``: posted ones, and pending ones whose
+    entry is (or, as of ``:as_of``, was then) still pending; each with whether it is pending."""
+    posted: Select[Any] = (
+        select(_P.c.account_id, _P.c.side, func.sum(_P.c.amount_minor))
+        .where(_tenant(_P), in_ids, _P.c.pending.is_(False))
+        .group_by(_P.c.account_id, _P.c.side)
+    )
+    held: Select[Any] = (
+        select(_P.c.account_id, _P.c.side, func.sum(_P.c.amount_minor))
+        .join(_S, and_(_S.c.entry_pk == _P.c.entry_pk, _S.c.tenant_id == _P.c.tenant_id))
+        .where(_tenant(_P), in_ids, _P.c.pending.is_(True))
+        .group_by(_P.c.account_id, _P.c.side)
+    )
+    if as_of is None:
+        held = held.where(_S.c.status == EntryStatus.PENDING.value)
+    else:
+        at = bindparam("as_of", type_=_P.c.created_at.type)
+        posted = posted.where(_P.c.created_at <= at)
+        held = held.where(_P.c.created_at <= at, or_(_S.c.resolved_at.is_(None), _S.c.resolved_at > at))
+    return [(posted, False), (held, True)]
 
 
 # --- per-transaction account cache ---------------------------------------------------------------
@@ -2026,42 +2047,19 @@ class Ledger:
     def _derived(self, account_ids: Sequence[int], as_of: datetime | None) -> dict[int, _Delta]:
         """Sums of postings per account: posted ones, and pending ones whose entry is (or, as of an
         instant, was then) still pending."""
-        # The ids travel as one parameter (an array on PostgreSQL, a JSON list on SQLite), so the
-        # statement's text is the same for 1 or 10,000 accounts: compiled and prepared once. An
-        # expanding IN rendered (and the driver parsed) a new text of thousands of parameters for
-        # every call, most of end of day's time in reading balances.
-        in_ids = (
-            _P.c.account_id == any_(bindparam("ids", type_=ARRAY(BigInteger)))
-            if self._pg
-            else _P.c.account_id.in_(select(func.json_each(bindparam("ids")).table_valued("value").c.value))
-        )
-        posted: Select[Any] = (
-            select(_P.c.account_id, _P.c.side, func.sum(_P.c.amount_minor))
-            .where(_tenant(_P), in_ids, _P.c.pending.is_(False))
-            .group_by(_P.c.account_id, _P.c.side)
-        )
-        held: Select[Any] = (
-            select(_P.c.account_id, _P.c.side, func.sum(_P.c.amount_minor))
-            .join(_S, and_(_S.c.entry_pk == _P.c.entry_pk, _S.c.tenant_id == _P.c.tenant_id))
-            .where(_tenant(_P), in_ids, _P.c.pending.is_(True))
-            .group_by(_P.c.account_id, _P.c.side)
-        )
-        params: dict[str, Any] = {"tenant": self.tenant_id, "ids": list(account_ids)}
-        if as_of is None:
-            held = held.where(_S.c.status == EntryStatus.PENDING.value)
-        else:
-            at = bindparam("as_of", type_=_P.c.created_at.type)
-            posted = posted.where(_P.c.created_at <= at)
-            held = held.where(_P.c.created_at <= at, or_(_S.c.resolved_at.is_(None), _S.c.resolved_at > at))
+        params: dict[str, Any] = {"tenant": self.tenant_id}
+        if as_of is not None:
             params["as_of"] = as_of
         out: dict[int, _Delta] = defaultdict(_Delta)
         conn = self._conn()
         ids_all = list(account_ids)
-        # In slices, so that one statement's list and result stay moderate.
+        # In slices, so that one statement's list and result stay moderate. Each slice is one
+        # parameter (core.statements.among), so the statement's text is the same for 1 or 10,000
+        # accounts: an expanding IN rendered (and the driver parsed) a new text of thousands of
+        # parameters for every call, most of end of day's time in reading balances.
         for start in range(0, max(len(ids_all), 1), MAX_IDS_PER_STATEMENT):
-            chunk = ids_all[start : start + MAX_IDS_PER_STATEMENT]
-            params["ids"] = chunk if self._pg else json.dumps(chunk)
-            for stmt, is_pending in ((posted, False), (held, True)):
+            in_ids = among(_P.c.account_id, ids_all[start : start + MAX_IDS_PER_STATEMENT], conn.dialect.name)
+            for stmt, is_pending in _posting_sums(in_ids, as_of):
                 for account_id, side, total in conn.execute(stmt, params):
                     out[account_id].add(Side(side), _int(total), pending=is_pending)
         return out

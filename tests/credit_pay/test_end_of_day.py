@@ -295,3 +295,13 @@ def test_a_billing_day_falls_in_the_run_exactly_when_one_of_its_days_is_one(
     )
     run_days = [processed_through + timedelta(days=i) for i in range(1, days + 1)]
     assert Lifecycle._bills_between(state, through) == any(d.day == billing_day for d in run_days)
+
+
+def test_the_batchs_cycle_rows_carry_every_column_of_a_cycle() -> None:
+    # The job reads and writes cycles as CycleRow: a column added to the model and not to the row
+    # would be neither read nor written by end of day.
+    from products.credit_pay.end_of_day import CYCLE_STATE, CycleRow
+    from products.credit_pay.models import CreditPayCycle
+
+    assert set(CycleRow.__dataclass_fields__) == {c.name for c in CreditPayCycle.__table__.c} - {"tenant_id"}
+    assert set(CYCLE_STATE) == set(CycleRow.__dataclass_fields__) - {"id", "account_no", "partner_id"}
