@@ -279,17 +279,18 @@ def _bind_processors(table: Table, columns: tuple[str, ...], dialect: Any) -> li
 
 
 def _recordset(table: Table, columns: Sequence[str], dialect_name: str) -> str:
-    """The FROM item that turns the ``:rows`` document (one array per row) into rows named ``r``."""
+    """The FROM item that turns the ``:rows`` document (one array per row) into rows named ``r``, in
+    the document's order (so inserted rows get their ids in the order given)."""
     if dialect_name == "postgresql":
         from sqlalchemy.dialects import postgresql
 
         dialect = postgresql.dialect()
-        typed = ", ".join(f"CAST(e->>{i} AS {table.c[name].type.compile(dialect=dialect)}) AS {name}"
+        typed = ", ".join(f"CAST(e.v->>{i} AS {table.c[name].type.compile(dialect=dialect)}) AS {name}"
                           for i, name in enumerate(columns))
-        return f"(SELECT {typed} FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS e) AS r"
+        return f"(SELECT {typed} FROM jsonb_array_elements(CAST(:rows AS jsonb)) WITH ORDINALITY AS e(v, n) ORDER BY e.n) AS r"
     if dialect_name == "sqlite":
         picked = ", ".join(f"json_extract(value, '$[{i}]') AS {name}" for i, name in enumerate(columns))
-        return f"(SELECT {picked} FROM json_each(:rows)) AS r"
+        return f"(SELECT {picked} FROM json_each(:rows) ORDER BY key) AS r"
     raise NotImplementedError(f"batch writes are written for PostgreSQL and SQLite, not {dialect_name}")
 
 

@@ -93,6 +93,8 @@ def test_batch_writes_round_trip_every_value_and_stamp_the_tenant(two_banks) -> 
         assert sorted(({c: getattr(e, c) for c in rows[0]} for e in stored), key=lambda r: r["decision_no"]) == \
             sorted(rows, key=lambda r: r["decision_no"])
         assert stored[0].occurred_at.tzinfo is not None  # read back aware, as written through the ORM
+        in_id_order = uow.session.scalars(select(RiskVelocityEvent.decision_no).order_by(RiskVelocityEvent.id))
+        assert list(in_id_order) == [row["decision_no"] for row in rows]  # ids follow the rows' order
     with pytest.raises(TenantIsolationError, match="tenant 'bank_b' in a unit of work of tenant 'bank_a'"):
         with app.tenant("bank_a").unit_of_work() as uow:
             insert_rows(uow, V, [rows[0], {**rows[1], "tenant_id": "bank_b"}])
