@@ -29,6 +29,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -240,6 +241,30 @@ class CycleRow:
 CYCLE_STATE = tuple(name for name in CycleRow.__dataclass_fields__ if name not in ("id", "account_no", "partner_id"))
 
 
+# A partition's accounts mostly share their last processed day and their product's billing day:
+# date arithmetic, a few microseconds a call in Python, is done once per distinct set of dates.
+
+
+@lru_cache(maxsize=4096)
+def _days_after(processed_through: date, through: date) -> tuple[date, ...]:
+    """The days after ``processed_through`` up to ``through``, in order."""
+    start = processed_through + timedelta(days=1)
+    return tuple(start + timedelta(days=i) for i in range((through - start).days + 1))
+
+
+@lru_cache(maxsize=4096)
+def _billing_day_between(processed_through: date, through: date, billing_day: int) -> bool:
+    """A billing day falls in the days after ``processed_through`` up to ``through`` (the first one
+    on or after the first of those days is at most a month away: a billing day is 1-28, in every
+    month)."""
+    start = processed_through + timedelta(days=1)
+    if start.day > billing_day:
+        start = (start.replace(day=1) + timedelta(days=32)).replace(day=billing_day)
+    else:
+        start = start.replace(day=billing_day)
+    return start <= through
+
+
 @dataclass
 class AccountState:
     """One account during a run: its rows and, when needed, its ledger balances in memory."""
@@ -416,21 +441,12 @@ class Lifecycle:
         )
 
     @staticmethod
-    def _days(state: AccountState, through: date) -> list[date]:
-        start = state.cycle.processed_through + timedelta(days=1)
-        return [start + timedelta(days=i) for i in range((through - start).days + 1)]
+    def _days(state: AccountState, through: date) -> tuple[date, ...]:
+        return _days_after(state.cycle.processed_through, through)
 
     @staticmethod
     def _bills_between(state: AccountState, through: date) -> bool:
-        """A billing day falls in the days to run (the first one on or after the first day to run
-        is at most a month away: a billing day is 1-28, in every month)."""
-        start = state.cycle.processed_through + timedelta(days=1)
-        billing_day = state.product.billing_day
-        if start.day > billing_day:
-            start = (start.replace(day=1) + timedelta(days=32)).replace(day=billing_day)
-        else:
-            start = start.replace(day=billing_day)
-        return start <= through
+        return _billing_day_between(state.cycle.processed_through, through, state.product.billing_day)
 
     def _only_accrues(self, state: AccountState, through: date) -> bool:
         """Nothing but accrual can happen to the account through ``through``: current (nothing past
@@ -441,8 +457,7 @@ class Lifecycle:
             return False
         if cycle.bucket != state.product.bucket_of(0):
             return False
-        start = cycle.processed_through + timedelta(days=1)
-        if any(start <= s.grace_until <= through for s in state.open_statements):
+        if state.open_statements and self._grace_ends_between(state, through):
             return False
         return not self._bills_between(state, through)
 
@@ -452,10 +467,15 @@ class Lifecycle:
             return False
         if cycle.revolving or cycle.past_due_minor > 0:
             return True
-        start = cycle.processed_through + timedelta(days=1)
-        if any(start <= s.grace_until <= through for s in state.open_statements):
+        if state.open_statements and self._grace_ends_between(state, through):
             return True
         return self._bills_between(state, through)
+
+    @staticmethod
+    def _grace_ends_between(state: AccountState, through: date) -> bool:
+        """An open statement's last on-time day falls in the days to run."""
+        start = state.cycle.processed_through + timedelta(days=1)
+        return any(start <= s.grace_until <= through for s in state.open_statements)
 
     # --- running ---------------------------------------------------------------------------------
 
@@ -545,19 +565,20 @@ class Lifecycle:
             cycle.interest_carry_micros += balances["principal"] * rate * 100 // day_count
             whole, cycle.interest_carry_micros = divmod(cycle.interest_carry_micros, MICROS)
             if whole > 0:
-                entry_id = f"credit_pay:interest:{account.account_no}:{day.isoformat()}"
+                iso = day.isoformat()
+                entry_id = f"credit_pay:interest:{state.account_no}:{iso}"
                 self.drafts.append(
                     EntryDraft(
                         entry_id,
                         [
-                            Posting.debit(interest_account(account.account_no), whole),
+                            Posting.debit(interest_account(state.account_no), whole),
                             Posting.credit(interest_income_account(account.currency), whole),
                         ],
                         description="revolving interest",
                     )
                 )
                 balances["interest"] += whole
-                self._txn(state, day, "interest", whole, day.isoformat(), entry_id)
+                self._txn(state, day, "interest", whole, iso, entry_id)
                 self.counts["interest_minor"] += whole
         if cycle.past_due_minor > 0 and state.product.penalty_annual_rate_bps > 0:
             rate = state.product.penalty_annual_rate_bps

@@ -9,6 +9,7 @@ calculation is checked again for its actual amount: no plan above the ceiling is
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from decimal import Decimal
 from itertools import pairwise
 from typing import Literal
@@ -100,10 +101,11 @@ class CreditProduct(StrictModel):
 
     def bucket_of(self, days_past_due: int) -> str:
         """The overdue bucket of a day count: "M0" .. "M<n>", the last one "M<n>+"."""
-        index = sum(1 for start in self.overdue_bucket_days if days_past_due >= start)
-        if index == len(self.overdue_bucket_days) and index > 0:
-            return f"M{index}+"
-        return f"M{index}"
+        # The boundaries are strictly increasing (validated): the bucket is how many are <= the count.
+        index = bisect_right(self.overdue_bucket_days, days_past_due)
+        if index == 0:
+            return "M0"
+        return f"M{index}+" if index == len(self.overdue_bucket_days) else f"M{index}"
 
     def revolving_rate_bps(self, account_rate_bps: int) -> int:
         return account_rate_bps if self.revolving_annual_rate_bps is None else self.revolving_annual_rate_bps

@@ -6,6 +6,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from core.errors import NotFound, ValidationFailed
@@ -108,3 +110,15 @@ def test_trials_for_joint_products_and_the_ceiling_at_pricing_time(make_sceneos)
             pay.trial("luxury", 100, terms=24)
         with pytest.raises(ValidationFailed):
             pay.trial("luxury", 0)
+
+
+@given(
+    boundaries=st.lists(st.integers(min_value=1, max_value=400), min_size=1, max_size=9, unique=True).map(sorted),
+    days=st.integers(min_value=-5, max_value=500),
+)
+def test_an_overdue_bucket_counts_the_boundaries_reached(boundaries: list[int], days: int) -> None:
+    product = CreditProduct(name="X", overdue_bucket_days=boundaries, charge_off_days_past_due=0)
+    reached = sum(1 for start in boundaries if days >= start)
+    expected = f"M{reached}+" if reached == len(boundaries) else f"M{reached}"
+    assert product.bucket_of(days) == expected
+    assert product.bucket_of(0) == "M0"
