@@ -36,6 +36,7 @@ again each time.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date
 from decimal import Decimal
@@ -52,11 +53,13 @@ from sqlalchemy import (
     Executable,
     Insert,
     Select,
+    String,
     Table,
     TextClause,
     Update,
     any_,
     bindparam,
+    cast,
     func,
     select,
     text,
@@ -192,12 +195,33 @@ def _stamp(row: Mapping[str, Any], tenant_id: str) -> dict[str, Any]:
 def among(column: Any, values: Iterable[Any], dialect_name: str) -> ColumnElement[bool]:
     """``column IN (values)`` with the values bound as one parameter (see the module's docstring);
     ``dialect_name`` is the connection's (``session.get_bind().dialect.name``)."""
+    listed = list(values)
     if dialect_name == "postgresql":
         from sqlalchemy.dialects.postgresql import ARRAY
 
-        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
-    listed = bindparam(None, json.dumps(list(values)))
-    return column.in_(select(func.json_each(listed).table_valued("value").c.value))
+        literal = _pg_array_literal(listed)
+        if literal is None:
+            return column == any_(bindparam(None, listed, type_=ARRAY(column.type)))
+        return column == any_(cast(bindparam(None, literal, type_=String), ARRAY(column.type)))
+    return column.in_(select(func.json_each(bindparam(None, json.dumps(listed))).table_valued("value").c.value))
+
+
+# What JSON escapes that PostgreSQL's array syntax reads differently (\n is "n" there, not a newline).
+_JSON_ONLY_ESCAPE = re.compile(r"\\[bfnrtu/]")
+
+
+def _pg_array_literal(values: list[Any]) -> str | None:
+    """PostgreSQL's text of an array of ``values`` (strings, numbers, None), made by ``json.dumps``
+    in C: a JSON array is that text once its brackets are braces, as both quote strings and escape
+    ``"`` and ``\\`` alike. None when a value needs an escape that only JSON has (a control
+    character), or is of another type; psycopg then adapts the list itself, in Python, element by
+    element (a twentieth of end of day's time on PostgreSQL)."""
+    if not all(value is None or type(value) in (str, int) for value in values):
+        return None
+    text = json.dumps(values, ensure_ascii=False, separators=(",", ":"))
+    if _JSON_ONLY_ESCAPE.search(text):
+        return None
+    return "{" + text[1:-1] + "}"
 
 
 # --- batch writes --------------------------------------------------------------------------------

@@ -157,6 +157,15 @@ def test_among_selects_by_a_list_of_keys_bound_as_one_parameter(two_banks) -> No
         assert "dec_7" not in str(one.compile(uow.session.get_bind()))  # a parameter, not rendered values
         assert uow.session.scalars(select(RiskVelocityEvent.id)
                                    .where(among(RiskVelocityEvent.decision_no, [], dialect))).all() == []
+        # Values PostgreSQL's array syntax would misread if they were not quoted and escaped alike,
+        # and one (a newline) that only JSON escapes, which takes the list-adapting path.
+        awkward = ['q"uote', "back\\slash", "{brace}", "com,ma", " spaced ", "NULL", "", "账户", "new\nline"]
+        insert_rows(uow, V, [{**_events(app, range(1))[0], "decision_no": f"odd_{n}", "customer_no": value}
+                             for n, value in enumerate(awkward)])
+        for chosen in (awkward, awkward[:-1], [awkward[-1]], ["NULL", None]):
+            found = uow.session.scalars(select(RiskVelocityEvent.customer_no)
+                                        .where(among(RiskVelocityEvent.customer_no, chosen, dialect))).all()
+            assert sorted(found) == sorted(value for value in chosen if value is not None), chosen
 
 
 @BOTH
