@@ -565,40 +565,30 @@ class Lifecycle:
             cycle.interest_carry_micros += balances["principal"] * rate * 100 // day_count
             whole, cycle.interest_carry_micros = divmod(cycle.interest_carry_micros, MICROS)
             if whole > 0:
-                iso = day.isoformat()
-                entry_id = f"credit_pay:interest:{state.account_no}:{iso}"
-                self.drafts.append(
-                    EntryDraft(
-                        entry_id,
-                        [
-                            Posting.debit(interest_account(state.account_no), whole),
-                            Posting.credit(interest_income_account(account.currency), whole),
-                        ],
-                        description="revolving interest",
-                    )
-                )
-                balances["interest"] += whole
-                self._txn(state, day, "interest", whole, iso, entry_id)
-                self.counts["interest_minor"] += whole
+                self._post_accrued(state, day, "interest", whole, interest_account(state.account_no),
+                                   interest_income_account(account.currency), "revolving interest")
         if cycle.past_due_minor > 0 and state.product.penalty_annual_rate_bps > 0:
             rate = state.product.penalty_annual_rate_bps
             cycle.penalty_carry_micros += cycle.past_due_minor * rate * 100 // day_count
             whole, cycle.penalty_carry_micros = divmod(cycle.penalty_carry_micros, MICROS)
             if whole > 0:
-                entry_id = f"credit_pay:penalty:{account.account_no}:{day.isoformat()}"
-                self.drafts.append(
-                    EntryDraft(
-                        entry_id,
-                        [
-                            Posting.debit(penalty_account(account.account_no), whole),
-                            Posting.credit(penalty_income_account(account.currency), whole),
-                        ],
-                        description="penalty interest",
-                    )
-                )
-                balances["penalty"] += whole
-                self._txn(state, day, "penalty", whole, day.isoformat(), entry_id)
-                self.counts["penalty_minor"] += whole
+                self._post_accrued(state, day, "penalty", whole, penalty_account(state.account_no),
+                                   penalty_income_account(account.currency), "penalty interest")
+
+    def _post_accrued(
+        self, state: AccountState, day: date, kind: str, whole: int, receivable: str, income: str, description: str
+    ) -> None:
+        """Queue the day's accrued ``kind`` (interest or penalty), ``whole`` minor units, and its row."""
+        assert state.balances is not None
+        iso = day.isoformat()
+        entry_id = f"credit_pay:{kind}:{state.account_no}:{iso}"
+        self.drafts.append(
+            EntryDraft(entry_id, [Posting.debit(receivable, whole), Posting.credit(income, whole)],
+                       description=description)
+        )
+        state.balances[kind] += whole
+        self._txn(state, day, kind, whole, iso, entry_id)
+        self.counts[f"{kind}_minor"] += whole
 
     def _check_due(self, state: AccountState, statement: CreditPayStatement, day: date) -> None:
         """The last day a payment counted as on time for ``statement`` has ended."""
