@@ -250,32 +250,28 @@ class WebhookDispatcher:
 
     def redeliver(self, tenant: Tenant, delivery_id: str) -> str | None:
         """Send one delivery now, whatever its state (delivered, dead or waiting)."""
-        with tenant.unit_of_work() as uow:
-            changed = uow.session.execute(
-                update(EntryWebhookDelivery)
-                .where(EntryWebhookDelivery.id == delivery_id)
-                .values(status="pending", next_attempt_at=uow.clock.now())
-                .execution_options(synchronize_session=False)
-            ).rowcount
-        if changed != 1:
+        row = self._claim(tenant, delivery_id, manual=True)
+        if row is None:
             from core.errors import NotFound
 
             raise NotFound(f"no webhook delivery {delivery_id!r}")
-        return self.deliver(tenant, delivery_id, manual=True)
+        return self._send(tenant, row, manual=True)
 
-    def _claim(self, tenant: Tenant, delivery_id: str) -> EntryWebhookDelivery | None:
+    def _claim(self, tenant: Tenant, delivery_id: str, *, manual: bool = False) -> EntryWebhookDelivery | None:
+        """Lease one due, pending delivery to this process; ``manual``: any delivery, whatever its
+        state, made pending again in the same statement, so the background sender cannot take it
+        between the reset and the claim."""
         with tenant.unit_of_work() as uow:
             now = uow.clock.now()
-            claimed = uow.session.execute(
-                update(EntryWebhookDelivery)
-                .where(
-                    EntryWebhookDelivery.id == delivery_id,
+            statement = update(EntryWebhookDelivery).where(EntryWebhookDelivery.id == delivery_id)
+            if manual:
+                statement = statement.values(status="pending", next_attempt_at=now + CLAIM_LEASE)
+            else:
+                statement = statement.where(
                     EntryWebhookDelivery.status == "pending",
                     EntryWebhookDelivery.next_attempt_at <= now,
-                )
-                .values(next_attempt_at=now + CLAIM_LEASE)
-                .execution_options(synchronize_session=False)
-            ).rowcount
+                ).values(next_attempt_at=now + CLAIM_LEASE)
+            claimed = uow.session.execute(statement.execution_options(synchronize_session=False)).rowcount
             if claimed != 1:
                 return None
             row = uow.session.get(EntryWebhookDelivery, delivery_id)
@@ -283,11 +279,13 @@ class WebhookDispatcher:
             uow.session.expunge(row)
             return row
 
-    def deliver(self, tenant: Tenant, delivery_id: str, *, manual: bool = False) -> str | None:
+    def deliver(self, tenant: Tenant, delivery_id: str) -> str | None:
         """Claim, POST and record one delivery: 'delivered', 'failed', 'dead', or None if not due."""
         row = self._claim(tenant, delivery_id)
-        if row is None:
-            return None
+        return None if row is None else self._send(tenant, row)
+
+    def _send(self, tenant: Tenant, row: EntryWebhookDelivery, *, manual: bool = False) -> str:
+        """POST a claimed delivery and record the attempt."""
         with tenant.unit_of_work() as uow:
             url: str | None = None
             enabled = False
