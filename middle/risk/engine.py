@@ -32,6 +32,8 @@ BLACKLIST_PRIORITY = 1_000_000
 # Rules a bank declares stay below the built-in blacklist rules, so no whitelist can waive those.
 MAX_DECLARED_PRIORITY = 999_000
 CHAMPION = "champion"
+# Rule set versions a transaction stored itself (in ``session.info``): not yet known to commit.
+_INSERTED_KEY = "risk.rule_sets_inserted"
 
 
 @dataclass(frozen=True)
@@ -201,11 +203,19 @@ class RiskEngine:
             return
         session = uow.session
         exists = session.scalar(select(RiskRuleSet.id).where(RiskRuleSet.version == rule_set.version))
+        inserted_here = session.info.setdefault(_INSERTED_KEY, set())
+        if exists is not None and rule_set.version not in inserted_here:
+            # Committed by some transaction (this one did not write it), and stored rule sets are
+            # never deleted: this process need not look again. (A process built without ``start``
+            # never had them marked and looked once per decision.)
+            self._stored_versions.add(rule_set.version)
+            return
         if exists is None:
             try:
                 with session.begin_nested():
                     session.add(RiskRuleSet(version=rule_set.version, flow=rule_set.flow, variant=rule_set.variant,
                                             definition=rule_set.definition, created_at=uow.clock.now()))
+                inserted_here.add(rule_set.version)
             except IntegrityError:  # stored concurrently by another worker: the same content
                 pass
         if remember:

@@ -27,6 +27,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from core.errors import NotFound
 from core.logging import get_logger
@@ -244,6 +246,19 @@ class RecordedDecision:
 
 
 _INSERT_DECISION = tenant_bound(RiskDecision.__table__.insert())
+# A champion's row: a retry of its request id (or a concurrent duplicate) inserts nothing and
+# returns no id, so the caller answers with the decision already made; no lookup beforehand.
+_IDEMPOTENT_KEY = ["tenant_id", "flow", "role", "request_id"]
+_INSERT_CHAMPION = {
+    "postgresql": tenant_bound(
+        pg_insert(RiskDecision.__table__).on_conflict_do_nothing(index_elements=_IDEMPOTENT_KEY)
+        .returning(RiskDecision.__table__.c.id)
+    ),
+    "sqlite": tenant_bound(
+        sqlite_insert(RiskDecision.__table__).on_conflict_do_nothing(index_elements=_IDEMPOTENT_KEY)
+        .returning(RiskDecision.__table__.c.id)
+    ),
+}
 
 
 def comparable_of_row(row: RiskDecision) -> dict[str, Any]:
@@ -290,10 +305,6 @@ class RiskService:
         model = REQUEST_MODELS[flow]
         if not isinstance(request, model):
             request = model.model_validate(request if isinstance(request, dict) else request.model_dump())
-        if request.request_id is not None:
-            existing = self._champion_by_request_id(flow, request.request_id)
-            if existing is not None:
-                return self._decision_of(existing, created=False)
         definition = self.engine.flow(flow)
         request_json = request.model_dump(mode="json")
         live = LiveFacts(self.uow, self.settings)
@@ -312,6 +323,10 @@ class RiskService:
             customer_no=customer_no,
             decided_at=live.now,
         )
+        if row is None:  # a retry of request_id: the decision made the first time is the answer
+            existing = self._champion_by_request_id(flow, str(request.request_id))
+            assert existing is not None, "the insert found a champion decision the read does not"
+            return self._decision_of(existing, created=False)
         shadow = self._shadow(flow, ctx, result, row, live)
         identifiers: Identifiers = ctx.scratch.get("identifiers") or Identifiers()
         record_event(
@@ -408,10 +423,11 @@ class RiskService:
         customer_no: str | None,
         decided_at: datetime,
         champion_decision_no: str | None = None,
-    ) -> RecordedDecision:
+    ) -> RecordedDecision | None:
         """Write the decision's row: a Core insert on the session's connection, so the record is not
         an ORM object the unit of work must track and flush (it is never updated); the kernel's
-        :func:`core.statements.run` stamps it with the unit of work's tenant."""
+        :func:`core.statements.run` stamps it with the unit of work's tenant. None (nothing
+        written) for a champion whose request id already has one."""
         self.engine.ensure_stored(self.uow, ctx.rule_set)
         offer = result.offer
         score = result.score
@@ -425,9 +441,11 @@ class RiskService:
             line_minor=offer["line_minor"] if offer else None,
             decided_at=decided_at,
         )
-        run(
+        idempotent = role == DecisionRole.CHAMPION and request_id is not None
+        statement = _INSERT_CHAMPION[self.session.get_bind().dialect.name] if idempotent else _INSERT_DECISION
+        written = run(
             self.uow,
-            _INSERT_DECISION,
+            statement,
             {
                 "decision_no": decision_no,
                 "flow": result.flow,
@@ -466,6 +484,8 @@ class RiskService:
                 "decided_at": decided_at,
             },
         )
+        if idempotent and written.first() is None:
+            return None
         return recorded
 
     # --- reading ------------------------------------------------------------------------------

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from datetime import date
 from typing import Any
 
@@ -69,6 +71,33 @@ def test_a_record_holds_inputs_steps_hits_score_versions_and_timings(make_sceneo
     assert again.decision_no == decision.decision_no and not again.created
     assert len(with_risk(app, lambda risk: risk.decisions_for_customer(customer))) == 1
 
+
+
+@BOTH
+def test_a_retry_racing_the_first_decision_gets_that_decision(make_sceneos) -> None:
+    """The request id is claimed by the decision's insert (no lookup beforehand): a retry arriving
+    while the first decision's transaction is still open waits for it and then answers with it."""
+    app = make_sceneos(risk_config())
+    customer = register(app)
+    tenant = app.tenant("bank")
+    answers: list[Any] = []
+
+    def retry() -> None:
+        answers.append(activate(app, customer, request_id="act-race", device_id="dev-2"))
+
+    with tenant.unit_of_work() as uow:
+        first = tenant.module("risk").container.service(uow=uow).decide(
+            "activation", {"customer_no": customer, "consented": dict(GOOD_CONSENT), "request_id": "act-race",
+                           "device_id": "dev-1"})
+        thread = threading.Thread(target=retry)
+        thread.start()
+        time.sleep(0.3)  # the retry reaches its wait (PostgreSQL: the unique key; SQLite: the write lock)
+    thread.join(timeout=30)
+    [again] = answers
+    assert first.created and not again.created and again.decision_no == first.decision_no
+    records = with_risk(app, lambda risk: risk.decisions_for_customer(customer))
+    assert [r.decision_no for r in records] == [first.decision_no]
+    assert records[0].inputs["request"]["device_id"] == "dev-1"  # the first request's, not the retry's
 
 def test_decisions_are_queryable_per_customer_newest_first(make_sceneos, sim_clock) -> None:
     app = make_sceneos(risk_config())
