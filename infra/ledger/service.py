@@ -720,6 +720,8 @@ _PG_ACCOUNTS_AND_LOCKS = """
         WHERE tenant_id = %(tenant)s AND account_id = a.id AND a.balance_constraint <> 'none'
         FOR NO KEY UPDATE) AS b ON true
 """
+# The same without the locks: a read of balances by code, accounts not yet cached.
+_PG_ACCOUNTS_AND_BALANCES = _PG_ACCOUNTS_AND_LOCKS.replace("FOR NO KEY UPDATE", "")
 _PG_LOCK_BALANCES = """
     SELECT account_id, debits_posted_minor, credits_posted_minor, debits_pending_minor, credits_pending_minor
     FROM ledger_balances
@@ -1187,18 +1189,25 @@ class Ledger:
         amounts counted while their entry was pending at that instant.
         """
         conn = self._conn()
+        sums: dict[int, _Delta] = {}
         if accounts is None:
             rows = conn.execute(_SELECT_ACCOUNT_ROWS, {"tenant": self.tenant_id}).all()
             accts = {row.code: self._remember(row) for row in rows}
+        elif as_of is None:
+            # Accounts not yet cached come with their balance rows, in one statement.
+            codes = list(dict.fromkeys(accounts))
+            missing = [c for c in codes if c not in self._cache().by_code]
+            if missing:
+                sums.update(self._accounts_with_balances(conn, missing))
+            accts = self._accounts(codes, strict=True)
         else:
             accts = self._accounts(list(accounts), strict=True)
         if as_of is not None:
             as_of = _utc(as_of, "as_of")
-        sums: dict[int, _Delta] = {}
         derive = [a for a in accts.values() if as_of is not None or not a.constrained]
         if derive:
             sums.update(self._derived([a.id for a in derive], as_of))
-        stored = [a.id for a in accts.values() if as_of is None and a.constrained]
+        stored = [a.id for a in accts.values() if as_of is None and a.constrained and a.id not in sums]
         if stored:
             sums.update(self._read_balances(conn, _SELECT_BALANCES, stored))
         result: dict[str, Balance] = {}
@@ -1743,6 +1752,19 @@ class Ledger:
             f"constrained accounts {sorted(set(ids) - set(found))} have no balance row",
         )
         return found
+
+    def _accounts_with_balances(self, conn: Connection, codes: Sequence[str]) -> dict[int, _Delta]:
+        """Remember the accounts among ``codes`` and return the balance rows of the constrained
+        ones, in one statement (unknown codes are simply absent)."""
+        sql = _PG_ACCOUNTS_AND_BALANCES if self._pg else _SQLITE_ACCOUNTS_AND_BALANCES
+        rows = self._driver_rows(conn, sql, {"tenant": self.tenant_id, "codes": json.dumps(list(codes))})
+        balances: dict[int, _Delta] = {}
+        for account_id, code, currency, type_, constraint, dp, cp, dpend, cpend in rows:
+            acct = self._remember_values(account_id, code, currency, type_, constraint)
+            if acct.constrained:
+                _invariant(dp is not None, f"constrained account {acct.code} has no balance row")
+                balances[acct.id] = _Delta(dp, cp, dpend, cpend)
+        return balances
 
     def _read_balances(self, conn: Connection, stmt: Any, ids: Sequence[int]) -> dict[int, _Delta]:
         rows = conn.execute(stmt, {"tenant": self.tenant_id, "ids": list(ids)})
