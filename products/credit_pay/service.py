@@ -445,6 +445,23 @@ class CreditPayService:
             raise NotFound(f"no credit account {account_no!r}")
         return row
 
+    def _locked_account_with_cycle(self, account_no: str, owner: str | None) -> CreditPayAccount:
+        """The account row locked (as ``_account_row(lock=True)``), its cycle read in the same
+        statement for ``catch_up``; NotFound also when ``owner`` is given and is not its customer
+        (another customer's account does not exist for them)."""
+        found = self.session.execute(
+            select(CreditPayAccount, CreditPayCycle)
+            .outerjoin(CreditPayCycle, CreditPayCycle.account_no == CreditPayAccount.account_no)
+            .where(CreditPayAccount.account_no == account_no)
+            .with_for_update(of=CreditPayAccount)
+        ).one_or_none()
+        if found is None or (owner is not None and found[0].customer_no != owner):
+            raise NotFound(f"no credit account {account_no!r}")
+        row, cycle = found
+        if cycle is not None:
+            self.session.info.setdefault(_CURRENT_CYCLES_KEY, {})[account_no] = cycle
+        return row
+
     def _balances(self, row: CreditPayAccount) -> _Balances:
         balances = self.ledger.balances([line_account(row.account_no), receivable_account(row.account_no)])
         line = balances[line_account(row.account_no)]
@@ -507,16 +524,6 @@ class CreditPayService:
             fee_rate_bps=row.fee_rate_bps,
             created_at=row.created_at,
         )
-
-    def account_customer(self, account_no: str) -> str:
-        """The customer an account belongs to (NotFound if the tenant has no such account): the
-        ownership check of a route whose operation reads and catches up the account itself."""
-        customer_no = self.session.scalar(
-            select(CreditPayAccount.customer_no).where(CreditPayAccount.account_no == account_no)
-        )
-        if customer_no is None:
-            raise NotFound(f"no credit account {account_no!r}")
-        return customer_no
 
     def account(self, account_no: str) -> AccountView:
         # The account with its cycle in one statement; catch_up then needs no read if it is current.
@@ -643,13 +650,15 @@ class CreditPayService:
 
     # --- purchases ----------------------------------------------------------------------------
 
-    def authorize(self, draft: PurchaseDraft) -> PurchaseView:
+    def authorize(self, draft: PurchaseDraft, *, owner: str | None = None) -> PurchaseView:
         """Hold ``amount_minor`` on the line after the limits and the risk module's purchase check.
 
         A refusal is an answer, not an error: the purchase is recorded ``declined`` with reasons,
-        so a retry with the same ``purchase_id`` gets the same answer."""
+        so a retry with the same ``purchase_id`` gets the same answer. ``owner``: the signed-in
+        customer, whose account it must be (NotFound otherwise), checked on the row this reads
+        anyway rather than by a read of its own."""
         # The account's lock first: a retry racing the original waits, then finds its answer.
-        account = self._account_row(draft.account_no, lock=True)
+        account = self._locked_account_with_cycle(draft.account_no, owner)
         existing = self._purchase_row(draft.purchase_id, required=False)
         if existing is not None:
             self._same_purchase(existing, draft)

@@ -11,8 +11,8 @@
     then ``CreditPayService.activate``: the risk module's activation flow with the credit
     module's scorecard, limit and pricing), in ``--workers`` processes. Then ``--workers``
     processes (default 8) authorize purchases for ``--seconds``, each in its own unit of work as
-    ``POST /v1/credit_pay/purchases`` makes it (the partner's ownership check through
-    ``service.account_customer``, then ``service.authorize``): inline catch-up, per-purchase and daily
+    ``POST /v1/credit_pay/purchases`` makes it for a signed-in customer (``service.authorize`` with
+    the customer as ``owner``): the ownership check, inline catch-up, per-purchase and daily
     limits, the available line, the risk module's purchase flow with rules, a blacklist and
     velocity limits on (its decision record and velocity event are written), the pending ledger
     entry on the line and the events through the outbox. Random accounts, 40 merchants, random
@@ -172,9 +172,10 @@ def _join(procs: list[Any], what: str) -> None:
 # --- (a) purchase authorizations per second ----------------------------------------------------
 
 
-def activate(tenant: Any, sequence: int) -> str:
+def activate(tenant: Any, sequence: int) -> tuple[str, str]:
     """Register customer ``sequence`` and activate credit pay for them, through the services, each
-    step in its own unit of work (as ``POST /customers`` and ``POST /activations`` do)."""
+    step in its own unit of work (as ``POST /customers`` and ``POST /activations`` do); the account
+    and customer numbers."""
     from middle.party.service import CustomerDraft
     from products.credit_pay.service import ActivationDraft
 
@@ -189,7 +190,7 @@ def activate(tenant: Any, sequence: int) -> str:
                                                   consented=dict(CONSENT), device_id=f"dev-{sequence}"))
     if result.account is None:
         raise SystemExit(f"activation {sequence} was not approved: {result.outcome} {result.reasons}")
-    return str(result.account.account_no)
+    return str(result.account.account_no), customer_no
 
 
 def _activation_worker(url: str, sequences: list[int], out: Any) -> None:
@@ -199,9 +200,9 @@ def _activation_worker(url: str, sequences: list[int], out: Any) -> None:
     app.close()
 
 
-def set_up_accounts(url: str, accounts: int, workers: int) -> tuple[list[str], float]:
-    """Activate ``accounts`` customers through the services in ``workers`` processes; the account
-    numbers and the activations per second."""
+def set_up_accounts(url: str, accounts: int, workers: int) -> tuple[list[tuple[str, str]], float]:
+    """Activate ``accounts`` customers through the services in ``workers`` processes; the (account,
+    customer) numbers and the activations per second."""
     build(url).close()  # migrate once, before the workers start
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
@@ -210,27 +211,27 @@ def set_up_accounts(url: str, accounts: int, workers: int) -> tuple[list[str], f
              for k in range(workers)]
     for p in procs:
         p.start()
-    numbers: list[str] = []
+    numbers: list[tuple[str, str]] = []
     for _ in procs:
         numbers += out.get()
     _join(procs, "activation")
     return sorted(numbers), accounts / (time.perf_counter() - started)
 
 
-def authorize_one(tenant: Any, account_no: str, rng: random.Random, purchase_id: str) -> Any:
-    """One authorization as ``POST /v1/credit_pay/purchases`` makes it: one unit of work, the
-    partner's ownership check of the account, then ``authorize``."""
+def authorize_one(tenant: Any, account: tuple[str, str], rng: random.Random, purchase_id: str) -> Any:
+    """One authorization as ``POST /v1/credit_pay/purchases`` makes it for a signed-in customer:
+    one unit of work, ``authorize`` with the ownership check."""
+    account_no, customer_no = account
     from products.credit_pay.service import PurchaseDraft
 
     draft = PurchaseDraft(purchase_id=purchase_id, account_no=account_no, merchant_id=f"m{rng.randrange(MERCHANTS)}",
                           amount_minor=rng.randrange(100, 50_000), merchant_category="4722")
     with tenant.unit_of_work() as uow:
         service = tenant.module("credit_pay").container.service(uow=uow, partner_id=PARTNER)
-        service.account_customer(account_no)
-        return service.authorize(draft)
+        return service.authorize(draft, owner=customer_no)
 
 
-def _purchase_worker(url: str, numbers: list[str], seconds: float, index: int, counts: Any, ready: Any,
+def _purchase_worker(url: str, numbers: list[tuple[str, str]], seconds: float, index: int, counts: Any, ready: Any,
                      go: Any) -> None:
     app = build(url, start=False)
     tenant = app.tenant(TENANT)
