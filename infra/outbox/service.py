@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from core.events import Event
+from core.events import Event, stage_in, take_staged
 from core.logging import get_logger, mask_text
 from core.statements import run, tenant_bound, tenant_filter
 from infra.outbox.models import OutboxDelivery, OutboxEvent
@@ -89,7 +89,7 @@ class OutboxEventBus:
         tenant = self.app.tenants.get(event.tenant_id)
         if tenant is not None and not tenant.has_module("outbox"):
             # A tenant that switched the outbox off gets the kernel's after-commit delivery.
-            session.info.setdefault(IN_PROCESS_KEY, []).append(event)
+            stage_in(session, IN_PROCESS_KEY, event)
             return
         try:
             payload = json.loads(json.dumps(event.payload))
@@ -112,7 +112,11 @@ class OutboxEventBus:
                 attempts=1,
             )
         )
-        session.info.setdefault(STAGED_KEY, []).append(
+        # Its row above is the ORM's to drop if a SAVEPOINT around it rolls back; this copy is
+        # dropped with it (stage_in), so no subscriber hears of an event that was never written.
+        stage_in(
+            session,
+            STAGED_KEY,
             Event(
                 type=event.type,
                 tenant_id=event.tenant_id,
@@ -120,13 +124,13 @@ class OutboxEventBus:
                 payload=payload,
                 id=event.id,
                 subject=event.subject,
-            )
+            ),
         )
 
     def after_commit(self, session: Session) -> None:
-        for event in session.info.pop(IN_PROCESS_KEY, []):
+        for event in take_staged(session, IN_PROCESS_KEY):
             self.app.dispatch_event(event)  # logs its own failures
-        staged: list[Event] = session.info.pop(STAGED_KEY, [])
+        staged: list[Event] = take_staged(session, STAGED_KEY)
         by_tenant: dict[str, list[Event]] = {}
         for event in staged:
             by_tenant.setdefault(event.tenant_id, []).append(event)

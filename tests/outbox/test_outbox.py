@@ -181,6 +181,51 @@ def test_a_tenant_without_the_outbox_still_gets_its_events_after_commit(make_sce
         assert session.scalars(select(OutboxEvent)).all() == []
 
 
+
+def publish_in_savepoints(tenant):
+    """A unit of work that raises one event in a SAVEPOINT it rolls back, one in a SAVEPOINT nested
+    in one it rolls back, one in a SAVEPOINT it keeps, and one outside; the two it keeps."""
+    with tenant.unit_of_work() as uow:
+        try:
+            with uow.session.begin_nested():
+                uow.publish("test.undone", {"n": 1})
+                raise RuntimeError("undo")
+        except RuntimeError:
+            pass
+        try:
+            with uow.session.begin_nested():
+                with uow.session.begin_nested():
+                    uow.publish("test.undone", {"n": 2})
+                raise RuntimeError("undo the enclosing one")
+        except RuntimeError:
+            pass
+        with uow.session.begin_nested():
+            kept = [uow.publish("test.kept", {"n": 3})]
+        kept.append(uow.publish("test.kept", {"n": 4}))
+    return kept
+
+
+@BOTH
+def test_an_event_raised_in_a_rolled_back_savepoint_is_neither_written_nor_delivered(app_with) -> None:
+    good = Subscriber()
+    app = app_with(good=good)
+    kept = publish_in_savepoints(app.tenant("bank"))
+    assert sorted(r.id for r in rows(app, OutboxEvent)) == sorted(e.id for e in kept)
+    assert good.seen == [e.id for e in kept]
+    # Recorded as delivered with the others (a receipt for the undone one failed them all before).
+    assert all(r.delivered_at is not None for r in rows(app, OutboxEvent))
+    assert len(rows(app, OutboxDelivery)) == 2
+
+
+def test_the_kernel_s_after_commit_delivery_drops_a_rolled_back_savepoint_s_events(make_sceneos) -> None:
+    seen = Subscriber()
+    app = make_sceneos(
+        {"tenants": {"bank": tenant_config(plugins=["seen"], modules={"party": {}, "outbox": {"enabled": False}})}},
+        plugins={"seen": seen},
+    )
+    kept = publish_in_savepoints(app.tenant("bank"))
+    assert seen.seen == [e.id for e in kept]
+
 def test_the_served_app_sweeps_the_outbox_in_the_background(app_with, sim_clock) -> None:
     import time
 
