@@ -4,8 +4,8 @@ Tenant isolation is enforced here, once, rather than by every query remembering 
 
 * every table that belongs to a bank mixes in :class:`TenantOwned` (a ``tenant_id`` column);
 * a session opened for a tenant (``session.info["tenant_id"]``) adds ``tenant_id = :tenant``
-  to every ORM SELECT, UPDATE and DELETE of such tables (``with_loader_criteria``), including
-  relationship loads and ``session.get``;
+  to every ORM SELECT, UPDATE and DELETE of such tables (``with_loader_criteria``, one option
+  whose tenant is bound at each execution), including relationship loads and ``session.get``;
 * on flush, new rows are stamped with the session's tenant and any row of another tenant being
   inserted, updated or deleted raises :class:`~core.errors.TenantIsolationError`.
 
@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, String, create_engine, event
+from sqlalchemy import DateTime, Engine, MetaData, String, bindparam, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import (
@@ -195,19 +195,28 @@ def system_session(factory: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
+# One criteria option for every tenant, the tenant a parameter of each execution: a lambda closing
+# over the tenant id made SQLAlchemy build the option and extract the closure's value on every
+# statement (about a sixth of a small ORM query's client CPU, measured). A caller cannot set the
+# parameter: the session's tenant is bound last.
+_TENANT_BIND = "sceneos_session_tenant"
+_TENANT_CRITERIA = with_loader_criteria(
+    TenantOwned, lambda cls: cls.tenant_id == bindparam("sceneos_session_tenant"), include_aliases=True
+)
+
+
 @event.listens_for(Session, "do_orm_execute")
 def _filter_by_tenant(state: ORMExecuteState) -> None:
     tenant_id = state.session.info.get(TENANT_KEY)
     if tenant_id is None:
         return
     if state.is_select or state.is_update or state.is_delete:
-        state.statement = state.statement.options(
-            with_loader_criteria(
-                TenantOwned,
-                lambda cls: cls.tenant_id == tenant_id,
-                include_aliases=True,
-            )
-        )
+        state.statement = state.statement.options(_TENANT_CRITERIA)
+        params = state.parameters
+        if isinstance(params, list):
+            state.parameters = [{**p, _TENANT_BIND: tenant_id} for p in params]
+        else:
+            state.parameters = {**(params or {}), _TENANT_BIND: tenant_id}
 
 
 @event.listens_for(Session, "before_flush")

@@ -46,6 +46,11 @@ def test_queries_see_only_their_tenant(two_banks) -> None:
         assert session.scalar(select(func.count()).select_from(Customer)) == 2
     with app.tenant("bank_a").unit_of_work() as uow:
         assert uow.session.get(Customer, other_id) is None
+        # The filter's tenant is a parameter of each execution; a caller's value for it is ignored.
+        assert uow.session.scalars(select(Customer), {"sceneos_session_tenant": "bank_b"}).all() == [
+            uow.session.scalars(select(Customer)).one()]
+        assert uow.session.scalars(select(Customer).where(Customer.customer_no == numbers["bank_b"]),
+                                   {"sceneos_session_tenant": "bank_b"}).first() is None
 
 
 @BOTH
