@@ -792,6 +792,42 @@ _PG_WRITE_NEW = """
     )
     SELECT id, entry_id FROM new_entries
 """
+# A pending entry's resolution (post or void), all its writes in one statement like
+# _PG_WRITE_NEW: the resolution entry (nothing at all if its id exists), its postings, the
+# pending's status row (locked beforehand) and the locked balance rows. No SAVEPOINT.
+_PG_WRITE_RESOLUTION = """
+    WITH new_entry AS (
+        INSERT INTO ledger_entries (tenant_id, entry_id, kind, description, entry_metadata, fingerprint,
+                                    pending_entry_pk, created_at)
+        VALUES (%(tenant)s, %(entry_id)s, %(kind)s, %(description)s, %(metadata)s::json, %(fingerprint)s,
+                %(pending_pk)s, %(now)s)
+        ON CONFLICT (tenant_id, entry_id) DO NOTHING
+        RETURNING id
+    ), new_postings AS (
+        INSERT INTO ledger_postings (tenant_id, entry_pk, account_id, side, amount_minor, currency, pending,
+                                     created_at)
+        SELECT %(tenant)s, e.id, (u.v->>0)::bigint, u.v->>1, (u.v->>2)::bigint, u.v->>3, false, %(now)s
+        FROM jsonb_array_elements(%(postings)s::jsonb) WITH ORDINALITY AS u(v, ord)
+        CROSS JOIN new_entry AS e
+        ORDER BY u.ord
+    ), resolved AS (
+        UPDATE ledger_pendings
+        SET status = %(status)s, resolved_at = %(now)s, resolution_entry_pk = (SELECT id FROM new_entry)
+        WHERE tenant_id = %(tenant)s AND entry_pk = %(pending_pk)s AND EXISTS (SELECT 1 FROM new_entry)
+        RETURNING entry_pk
+    ), new_balances AS (
+        UPDATE ledger_balances AS b
+        SET debits_posted_minor = (u.v->>1)::bigint, credits_posted_minor = (u.v->>2)::bigint,
+            debits_pending_minor = (u.v->>3)::bigint, credits_pending_minor = (u.v->>4)::bigint,
+            updated_at = %(now)s
+        FROM jsonb_array_elements(%(balances)s::jsonb) AS u(v)
+        WHERE b.tenant_id = %(tenant)s AND b.account_id = (u.v->>0)::bigint
+          AND b.account_id = ANY(ARRAY(SELECT (x->>0)::bigint FROM jsonb_array_elements(%(balances)s::jsonb) AS x))
+          AND EXISTS (SELECT 1 FROM new_entry)
+        RETURNING b.account_id
+    )
+    SELECT (SELECT count(*) FROM resolved), (SELECT count(*) FROM new_balances) FROM new_entry
+"""
 _PG_UPDATE_BALANCES = """
     UPDATE ledger_balances AS b
     SET debits_posted_minor = (u.v->>1)::bigint, credits_posted_minor = (u.v->>2)::bigint,
@@ -1734,7 +1770,53 @@ class Ledger:
                 return self._replay(again, content, fingerprint)
             raise PendingAlreadyResolved(f"pending entry {pending_entry_id} was resolved concurrently")
 
+        if self._pg:
+            return self._write_resolution_pg(
+                conn, new, deltas, resolved, now, pending_entry_id=pending_entry_id, on_conflict=on_conflict
+            )
         return self._write(write, on_conflict)
+
+    def _write_resolution_pg(
+        self,
+        conn: Connection,
+        new: _NewEntry,
+        deltas: Mapping[int, _Delta],
+        resolved: EntryStatus,
+        now: datetime,
+        *,
+        pending_entry_id: str,
+        on_conflict: Callable[[], EntryResult | None],
+    ) -> EntryResult:
+        """PostgreSQL: lock and check the balance rows, then ``_PG_WRITE_RESOLUTION`` (one statement
+        either happens entirely or, if the resolution's id exists, writes nothing)."""
+        self._check_postings(new)
+        new_rows = self._checked_balances(self._lock_balances(conn, deltas), deltas)
+        balances = [
+            [account_id, b.debits_posted, b.credits_posted, b.debits_pending, b.credits_pending]
+            for account_id, b in self._balance_rows(new_rows)
+        ]
+        params = {
+            "tenant": self.tenant_id,
+            "now": self._db_time(conn, now),
+            "entry_id": new.entry_id,
+            "kind": new.kind.value,
+            "description": new.description,
+            "metadata": json.dumps(new.metadata),
+            "fingerprint": new.fingerprint,
+            "pending_pk": new.pending_entry_pk,
+            "postings": json.dumps([[acct.id, side.value, amount, acct.currency] for acct, side, amount in new.planned]),
+            "status": resolved.value,
+            "balances": json.dumps(balances),
+        }
+        written = self._driver_rows(conn, _PG_WRITE_RESOLUTION, params)
+        if not written:
+            answer = on_conflict()
+            assert answer is not None  # on_conflict answers or raises
+            return answer
+        [(status_rows, balance_rows)] = written
+        _invariant(status_rows == 1, f"pending entry pk {new.pending_entry_pk} has no status row")
+        _invariant(balance_rows == len(balances), f"updated {balance_rows} balance rows of {len(balances)}")
+        return self._new_result(new, now, resolved, pending_entry_id=pending_entry_id)
 
     # --- balance rows ----------------------------------------------------------------------------
 

@@ -312,11 +312,56 @@ def _failed_write_leaves_nothing(chart, monkeypatch, how):
     assert chart.count("ledger_postings") == 8
 
 
-@pytest.mark.parametrize("how", ["post_pending", "void_pending", "reverse"])
+@pytest.mark.parametrize("how", ["reverse"])
 def test_a_failed_write_leaves_nothing(chart, monkeypatch, how):
     """A Python error after some rows were written (the entry and its postings inserted, balance
     rows updated) rolls back exactly this operation: nothing half-written, the unit of work usable."""
     _failed_write_leaves_nothing(chart, monkeypatch, how)
+
+
+@pytest.mark.parametrize("ledger_db", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("how", ["post_pending", "void_pending"])
+def test_a_failed_write_of_a_resolution_leaves_nothing(chart, monkeypatch, how):
+    """The same for resolving a pending entry, which SQLite writes in several statements.
+    (PostgreSQL writes it in one: see test_a_database_failure_in_a_resolution_leaves_nothing.)"""
+    _failed_write_leaves_nothing(chart, monkeypatch, how)
+
+
+@pytest.mark.parametrize("ledger_db", ["postgres"], indirect=True)
+@pytest.mark.parametrize("how", ["post_pending", "void_pending"])
+def test_a_database_failure_in_a_resolution_leaves_nothing(chart, monkeypatch, how):
+    """On PostgreSQL a resolution's writes (entry, postings, status row, balance rows) are one
+    statement without a SAVEPOINT: a database error in it (here a balance row its CHECK constraint
+    rejects) writes none of them, and the unit of work refuses to commit rather than commit the
+    rest of its work without it."""
+    from infra.ledger import service
+
+    original = service.Ledger._balance_rows
+
+    def corrupt(self, new_rows):  # skips the invariants, as a bug or a disk error would
+        rows = original(self, new_rows)
+        return [(account_id, replace(new, credits_posted=-1)) for account_id, new in rows]
+
+    with chart.ledger() as ledger:
+        ledger.post(topup("topup-1", amount=100))
+        ledger.post(payment("hold-1", 40, pending=True))
+        before = ledger.balances(["cust:42"])
+    with pytest.raises(LedgerInvariantViolated, match="cannot commit: a ledger statement failed"):
+        with chart.ledger() as ledger:
+            ledger.post(payment("pay-0", 1))  # earlier work of the unit of work: not committed
+            monkeypatch.setattr(service.Ledger, "_balance_rows", corrupt)
+            with pytest.raises(IntegrityError):
+                WRITES[how](ledger)
+            monkeypatch.undo()
+    with chart.ledger() as ledger:
+        assert ledger.balances(["cust:42"]) == before
+        assert ledger.get_entry("hold-1").status is EntryStatus.PENDING
+        for missing in ("pay-0", "pay-1"):
+            with pytest.raises(UnknownEntry):
+                ledger.get_entry(missing)
+        WRITES[how](ledger)  # and it resolves afterwards
+        assert ledger.get_entry("hold-1").status is not EntryStatus.PENDING
+        assert ledger.verify() == []
 
 
 @pytest.mark.parametrize("ledger_db", ["sqlite"], indirect=True)
