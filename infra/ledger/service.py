@@ -755,6 +755,17 @@ _PG_SELECT_ACCOUNTS = text(
     CROSS JOIN LATERAL (SELECT * FROM ledger_accounts WHERE tenant_id = :tenant AND code = k.code OFFSET 0) AS a
     """
 ).columns(*_ACCOUNT_COLUMNS)
+# The new values of locked balance rows (a JSON list of [account_id, debits posted, credits
+# posted, debits pending, credits pending]); the statements below add their own conditions.
+_PG_SET_BALANCES = """
+    UPDATE ledger_balances AS b
+    SET debits_posted_minor = (u.v->>1)::bigint, credits_posted_minor = (u.v->>2)::bigint,
+        debits_pending_minor = (u.v->>3)::bigint, credits_pending_minor = (u.v->>4)::bigint,
+        updated_at = %(now)s
+    FROM jsonb_array_elements(%(balances)s::jsonb) AS u(v)
+    WHERE b.tenant_id = %(tenant)s AND b.account_id = (u.v->>0)::bigint
+      AND b.account_id = ANY(ARRAY(SELECT (x->>0)::bigint FROM jsonb_array_elements(%(balances)s::jsonb) AS x))
+"""
 # All the writes of new entries in one statement, atomic by itself: the entries (an id that
 # exists is skipped), the postings and pending status rows of the entries actually inserted, and
 # the balance rows, updated only if every entry was inserted. One round trip for a whole batch.
@@ -780,14 +791,7 @@ _PG_WRITE_NEW = """
         SELECT %(tenant)s, e.id, 'pending', (u.v->>1)::timestamptz, %(now)s
         FROM jsonb_array_elements(%(pendings)s::jsonb) AS u(v)
         JOIN new_entries AS e ON e.entry_id = u.v->>0
-    ), new_balances AS (
-        UPDATE ledger_balances AS b
-        SET debits_posted_minor = (u.v->>1)::bigint, credits_posted_minor = (u.v->>2)::bigint,
-            debits_pending_minor = (u.v->>3)::bigint, credits_pending_minor = (u.v->>4)::bigint,
-            updated_at = %(now)s
-        FROM jsonb_array_elements(%(balances)s::jsonb) AS u(v)
-        WHERE b.tenant_id = %(tenant)s AND b.account_id = (u.v->>0)::bigint
-          AND b.account_id = ANY(ARRAY(SELECT (x->>0)::bigint FROM jsonb_array_elements(%(balances)s::jsonb) AS x))
+    ), new_balances AS (""" + _PG_SET_BALANCES + """
           AND (SELECT count(*) FROM new_entries) = %(n)s
     )
     SELECT id, entry_id FROM new_entries
@@ -815,27 +819,13 @@ _PG_WRITE_RESOLUTION = """
         SET status = %(status)s, resolved_at = %(now)s, resolution_entry_pk = (SELECT id FROM new_entry)
         WHERE tenant_id = %(tenant)s AND entry_pk = %(pending_pk)s AND EXISTS (SELECT 1 FROM new_entry)
         RETURNING entry_pk
-    ), new_balances AS (
-        UPDATE ledger_balances AS b
-        SET debits_posted_minor = (u.v->>1)::bigint, credits_posted_minor = (u.v->>2)::bigint,
-            debits_pending_minor = (u.v->>3)::bigint, credits_pending_minor = (u.v->>4)::bigint,
-            updated_at = %(now)s
-        FROM jsonb_array_elements(%(balances)s::jsonb) AS u(v)
-        WHERE b.tenant_id = %(tenant)s AND b.account_id = (u.v->>0)::bigint
-          AND b.account_id = ANY(ARRAY(SELECT (x->>0)::bigint FROM jsonb_array_elements(%(balances)s::jsonb) AS x))
+    ), new_balances AS (""" + _PG_SET_BALANCES + """
           AND EXISTS (SELECT 1 FROM new_entry)
         RETURNING b.account_id
     )
     SELECT (SELECT count(*) FROM resolved), (SELECT count(*) FROM new_balances) FROM new_entry
 """
-_PG_UPDATE_BALANCES = """
-    UPDATE ledger_balances AS b
-    SET debits_posted_minor = (u.v->>1)::bigint, credits_posted_minor = (u.v->>2)::bigint,
-        debits_pending_minor = (u.v->>3)::bigint, credits_pending_minor = (u.v->>4)::bigint,
-        updated_at = %(now)s
-    FROM jsonb_array_elements(%(balances)s::jsonb) AS u(v)
-    WHERE b.tenant_id = %(tenant)s AND b.account_id = (u.v->>0)::bigint
-      AND b.account_id = ANY(ARRAY(SELECT (x->>0)::bigint FROM jsonb_array_elements(%(balances)s::jsonb) AS x))
+_PG_UPDATE_BALANCES = _PG_SET_BALANCES + """
     RETURNING b.account_id
 """
 

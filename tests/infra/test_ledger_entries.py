@@ -334,14 +334,6 @@ def test_a_database_failure_in_a_resolution_leaves_nothing(chart, monkeypatch, h
     statement without a SAVEPOINT: a database error in it (here a balance row its CHECK constraint
     rejects) writes none of them, and the unit of work refuses to commit rather than commit the
     rest of its work without it."""
-    from infra.ledger import service
-
-    original = service.Ledger._balance_rows
-
-    def corrupt(self, new_rows):  # skips the invariants, as a bug or a disk error would
-        rows = original(self, new_rows)
-        return [(account_id, replace(new, credits_posted=-1)) for account_id, new in rows]
-
     with chart.ledger() as ledger:
         ledger.post(topup("topup-1", amount=100))
         ledger.post(payment("hold-1", 40, pending=True))
@@ -349,7 +341,7 @@ def test_a_database_failure_in_a_resolution_leaves_nothing(chart, monkeypatch, h
     with pytest.raises(LedgerInvariantViolated, match="cannot commit: a ledger statement failed"):
         with chart.ledger() as ledger:
             ledger.post(payment("pay-0", 1))  # earlier work of the unit of work: not committed
-            monkeypatch.setattr(service.Ledger, "_balance_rows", corrupt)
+            corrupt_balance_rows(monkeypatch, credits_posted=-1)
             with pytest.raises(IntegrityError):
                 WRITES[how](ledger)
             monkeypatch.undo()
@@ -362,6 +354,19 @@ def test_a_database_failure_in_a_resolution_leaves_nothing(chart, monkeypatch, h
         WRITES[how](ledger)  # and it resolves afterwards
         assert ledger.get_entry("hold-1").status is not EntryStatus.PENDING
         assert ledger.verify() == []
+
+
+def corrupt_balance_rows(monkeypatch, **values: int) -> None:
+    """Make the new balance rows carry ``values`` the database's CHECK constraints refuse, past the
+    ledger's own invariants, as a bug or a disk error would."""
+    from infra.ledger import service
+
+    original = service.Ledger._balance_rows
+
+    def corrupt(self, new_rows):
+        return [(account_id, replace(new, **values)) for account_id, new in original(self, new_rows)]
+
+    monkeypatch.setattr(service.Ledger, "_balance_rows", corrupt)
 
 
 @pytest.mark.parametrize("ledger_db", ["sqlite"], indirect=True)
@@ -379,19 +384,11 @@ def test_a_database_failure_mid_write_leaves_nothing(chart, monkeypatch, how):
     write in a SAVEPOINT, so the unit of work stays usable; a single ``post`` on PostgreSQL is one
     statement and no SAVEPOINT (see docs/ledger.md): PostgreSQL aborts the transaction, and the
     unit of work then refuses to commit instead of silently committing nothing."""
-    from infra.ledger import service
-
-    original = service.Ledger._balance_rows
-
-    def corrupt(self, new_rows):  # skips the invariants, as a bug or a disk error would
-        rows = original(self, new_rows)
-        return [(account_id, replace(new, debits_posted=-1)) for account_id, new in rows]
-
     with chart.ledger() as ledger:
         ledger.post(topup("topup-1", amount=100))
 
     def attempt(ledger):
-        monkeypatch.setattr(service.Ledger, "_balance_rows", corrupt)
+        corrupt_balance_rows(monkeypatch, debits_posted=-1)
         with pytest.raises(IntegrityError):
             if how == "post":
                 ledger.post(payment("pay-1", 30))
