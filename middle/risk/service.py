@@ -294,17 +294,28 @@ class RiskService:
     def decide_activation(self, request: ActivationRequest) -> Decision:
         return self.decide("activation", request)
 
-    def authorize_purchase(self, request: PurchaseRequest) -> Decision:
-        return self.decide("purchase", request)
+    def authorize_purchase(self, request: PurchaseRequest, *, request_id_unseen: bool = False) -> Decision:
+        return self.decide("purchase", request, request_id_unseen=request_id_unseen)
 
     def screen_payment(self, request: PaymentRequest) -> Decision:
         return self.decide("payment", request)
 
-    def decide(self, flow: str, request: _Request | dict[str, Any]) -> Decision:
-        """Run ``flow`` for ``request``, record it, and return the champion's decision."""
+    def decide(self, flow: str, request: _Request | dict[str, Any], *, request_id_unseen: bool = False) -> Decision:
+        """Run ``flow`` for ``request``, record it, and return the champion's decision.
+
+        A retry of ``request.request_id`` is answered with the decision already made, looked up
+        before the flow runs (a flow may fetch a bureau report: a retry must not fetch it again).
+        ``request_id_unseen``: the caller has just found, in this transaction and under its own
+        lock, that it never asked with this id (credit pay's purchase id), so the lookup is skipped;
+        either way the decision's insert claims the id (``ON CONFLICT DO NOTHING``), so a retry that
+        races the first decision waits for it and gets it."""
         model = REQUEST_MODELS[flow]
         if not isinstance(request, model):
             request = model.model_validate(request if isinstance(request, dict) else request.model_dump())
+        if request.request_id is not None and not request_id_unseen:
+            existing = self._champion_by_request_id(flow, request.request_id)
+            if existing is not None:
+                return self._decision_of(existing, created=False)
         definition = self.engine.flow(flow)
         request_json = request.model_dump(mode="json")
         live = LiveFacts(self.uow, self.settings)

@@ -731,7 +731,9 @@ class CreditPayService:
                     request_id=f"credit_pay:{draft.purchase_id}",
                     partner_id=self.partner_id,
                     product=f"credit_pay:{account.product_code}",
-                )
+                ),
+                # The purchase id was just found new under the account's lock, so is this request id.
+                request_id_unseen=True,
             )
             row.decision_no = decision.decision_no
             if not decision.approved:

@@ -12,11 +12,22 @@ import cel
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.hookspecs import hookimpl
 from middle.risk.expressions import compile_expression
 from middle.risk.facts import sample_facts
 from middle.risk.rules import CompiledRule, Rule, RuleSet
 from middle.risk.settings import DEFAULT_WINDOWS
-from tests.risk.support import BOTH, GOOD_CONSENT, activate, decide, register, risk_config, rule, with_risk
+from tests.risk.support import (
+    BOTH,
+    GOOD_CONSENT,
+    activate,
+    decide,
+    register,
+    risk_config,
+    risk_tenant,
+    rule,
+    with_risk,
+)
 
 RICH_RISK = {
     "velocity_windows": {"m10": 600, "h1": 3600, "h24": 86400},
@@ -72,6 +83,27 @@ def test_a_record_holds_inputs_steps_hits_score_versions_and_timings(make_sceneo
     assert len(with_risk(app, lambda risk: risk.decisions_for_customer(customer))) == 1
 
 
+
+
+class CountingBureau:
+    def __init__(self) -> None:
+        self.asked = 0
+
+    @hookimpl
+    def sceneos_credit_fetch_bureau_report(self, tenant, profile):
+        self.asked += 1
+        return {"source": "counting_bureau", "checking_status": "none", "credit_history": "all_paid"}
+
+
+def test_a_retry_is_answered_before_the_flow_runs_so_the_bureau_is_asked_once(make_sceneos) -> None:
+    bureau = CountingBureau()
+    app = make_sceneos(risk_config(bank=risk_tenant(plugins=["counting"])), plugins={"counting": bureau})
+    customer = register(app)
+    consented = {**GOOD_CONSENT, "bureau_authorized": True}
+    first = activate(app, customer, request_id="act-b", consented=consented)
+    again = activate(app, customer, request_id="act-b", consented=consented)
+    assert again.decision_no == first.decision_no and not again.created
+    assert bureau.asked == 1
 
 @BOTH
 def test_a_retry_racing_the_first_decision_gets_that_decision(make_sceneos) -> None:
