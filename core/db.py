@@ -200,6 +200,7 @@ def system_session(factory: sessionmaker[Session]) -> Iterator[Session]:
 # statement (about a sixth of a small ORM query's client CPU, measured). A caller cannot set the
 # parameter: the session's tenant is bound last.
 _TENANT_BIND = "sceneos_session_tenant"
+# The name is spelled out in the lambda: SQLAlchemy would track a global read there as a value.
 _TENANT_CRITERIA = with_loader_criteria(
     TenantOwned, lambda cls: cls.tenant_id == bindparam("sceneos_session_tenant"), include_aliases=True
 )

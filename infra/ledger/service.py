@@ -1527,12 +1527,7 @@ class Ledger:
             "entries": json.dumps([[*e[:3], json.dumps(e[3]), e[4]] for e in entries]),
             "postings": json.dumps(postings),
             "pendings": json.dumps(pendings),
-            "balances": json.dumps(
-                [
-                    [account_id, b.debits_posted, b.credits_posted, b.debits_pending, b.credits_pending]
-                    for account_id, b in self._balance_rows(balances)
-                ]
-            ),
+            "balances": json.dumps(self._balance_document(balances)),
         }
         if len(new) == 1:
             return len(self._driver_rows(conn, _PG_WRITE_NEW, params)) == 1
@@ -1781,10 +1776,7 @@ class Ledger:
         either happens entirely or, if the resolution's id exists, writes nothing)."""
         self._check_postings(new)
         new_rows = self._checked_balances(self._lock_balances(conn, deltas), deltas)
-        balances = [
-            [account_id, b.debits_posted, b.credits_posted, b.debits_pending, b.credits_pending]
-            for account_id, b in self._balance_rows(new_rows)
-        ]
+        balances = self._balance_document(new_rows)
         params = {
             "tenant": self.tenant_id,
             "now": self._db_time(conn, now),
@@ -1863,10 +1855,7 @@ class Ledger:
 
     def _update_balances(self, conn: Connection, new_rows: Mapping[int, _Delta], now: datetime) -> None:
         """Write the new values of locked balance rows, in one statement."""
-        rows = [
-            [account_id, new.debits_posted, new.credits_posted, new.debits_pending, new.credits_pending]
-            for account_id, new in self._balance_rows(new_rows)
-        ]
+        rows = self._balance_document(new_rows)
         if not rows:
             return
         params = {"tenant": self.tenant_id, "now": self._db_time(conn, now), "balances": json.dumps(rows)}
@@ -1875,6 +1864,15 @@ class Ledger:
         else:
             updated = self._driver_rows(conn, _SQLITE_UPDATE_BALANCES, params)
         _invariant(len(updated) == len(rows), f"updated {len(updated)} balance rows of {len(rows)}")
+
+    def _balance_document(self, new_rows: Mapping[int, _Delta]) -> list[list[int]]:
+        """The new balance rows as the write statements take them (a JSON list of ``[account_id,
+        debits posted, credits posted, debits pending, credits pending]``), checked by
+        :meth:`_balance_rows`."""
+        return [
+            [account_id, b.debits_posted, b.credits_posted, b.debits_pending, b.credits_pending]
+            for account_id, b in self._balance_rows(new_rows)
+        ]
 
     def _balance_rows(self, new_rows: Mapping[int, _Delta]) -> list[tuple[int, _Delta]]:
         """The new balance rows, in id order, each asserted within its limit before it is written."""

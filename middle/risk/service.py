@@ -246,8 +246,9 @@ class RecordedDecision:
 
 
 _INSERT_DECISION = tenant_bound(RiskDecision.__table__.insert())
-# A champion's row: a retry of its request id (or a concurrent duplicate) inserts nothing and
-# returns no id, so the caller answers with the decision already made; no lookup beforehand.
+# A champion's row: a retry of its request id that the lookup in ``decide`` could not see (a
+# concurrent duplicate, or a caller that skipped the lookup) inserts nothing and returns no id, so
+# the caller answers with the decision already made.
 _IDEMPOTENT_KEY = ["tenant_id", "flow", "role", "request_id"]
 _INSERT_CHAMPION = {
     "postgresql": tenant_bound(

@@ -461,16 +461,21 @@ class CreditPayService:
             raise NotFound(f"no credit account {account_no!r}")
         return row
 
-    def _locked_account_with_cycle(self, account_no: str, owner: str | None) -> CreditPayAccount:
-        """The account row locked (as ``_account_row(lock=True)``), its cycle read in the same
-        statement for ``catch_up``; NotFound also when ``owner`` is given and is not its customer
-        (another customer's account does not exist for them)."""
-        found = self.session.execute(
+    def _account_with_cycle(
+        self, account_no: str, *, lock: bool = False, owner: str | None = None
+    ) -> CreditPayAccount:
+        """The account row (``lock``: locked, as ``_account_row(lock=True)``) with its cycle read in
+        the same statement and kept for ``catch_up``, which then needs no read while it is current;
+        NotFound also when ``owner`` is given and is not its customer (another customer's account
+        does not exist for them)."""
+        stmt = (
             select(CreditPayAccount, CreditPayCycle)
             .outerjoin(CreditPayCycle, CreditPayCycle.account_no == CreditPayAccount.account_no)
             .where(CreditPayAccount.account_no == account_no)
-            .with_for_update(of=CreditPayAccount)
-        ).one_or_none()
+        )
+        if lock:
+            stmt = stmt.with_for_update(of=CreditPayAccount)
+        found = self.session.execute(stmt).one_or_none()
         if found is None or (owner is not None and found[0].customer_no != owner):
             raise NotFound(f"no credit account {account_no!r}")
         row, cycle = found
@@ -542,17 +547,7 @@ class CreditPayService:
         )
 
     def account(self, account_no: str) -> AccountView:
-        # The account with its cycle in one statement; catch_up then needs no read if it is current.
-        found = self.session.execute(
-            select(CreditPayAccount, CreditPayCycle)
-            .outerjoin(CreditPayCycle, CreditPayCycle.account_no == CreditPayAccount.account_no)
-            .where(CreditPayAccount.account_no == account_no)
-        ).one_or_none()
-        if found is None:
-            raise NotFound(f"no credit account {account_no!r}")
-        row, cycle = found
-        if cycle is not None:
-            self.session.info.setdefault(_CURRENT_CYCLES_KEY, {})[account_no] = cycle
+        row = self._account_with_cycle(account_no)
         return self._account_view(row, self.catch_up(row))
 
     # --- lifecycle: catch-up, repayment, statements (end_of_day.py, repayment.py, billing.py) ----
@@ -674,7 +669,7 @@ class CreditPayService:
         customer, whose account it must be (NotFound otherwise), checked on the row this reads
         anyway rather than by a read of its own."""
         # The account's lock first: a retry racing the original waits, then finds its answer.
-        account = self._locked_account_with_cycle(draft.account_no, owner)
+        account = self._account_with_cycle(draft.account_no, lock=True, owner=owner)
         _check_id(draft.purchase_id, "purchase_id")
         if run(self.uow, _PURCHASE_EXISTS, {"purchase_id": draft.purchase_id}).first() is not None:
             existing = self._purchase_row(draft.purchase_id)
