@@ -71,6 +71,9 @@ class TrialBody(BaseModel):
     amount_minor: int = Field(gt=0, le=10**15)
     terms: int | None = Field(default=None, ge=1, le=360)
     method: str | None = Field(default=None, max_length=32)
+    # The merchant selling: its interest-free plans offered today are shown in place of the
+    # product's plans of the same terms and method.
+    merchant_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=ID_PATTERN)
 
 
 def _partner_id(request: Request) -> str | None:
@@ -332,7 +335,7 @@ def router() -> APIRouter:
     ) -> TrialView:
         with runtime.tenant.unit_of_work() as uow:
             return runtime.container.service(uow=uow, partner_id=_partner_id(request)).trial(
-                product, body.amount_minor, terms=body.terms, method=body.method
+                product, body.amount_minor, terms=body.terms, method=body.method, merchant_id=body.merchant_id
             )
 
     # --- installment plans and line adjustment (products/credit_pay/installments.py, lines.py) ---

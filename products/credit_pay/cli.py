@@ -17,23 +17,48 @@ TENANT = typer.Option(..., "--tenant", "-t", help="tenant (bank) id")
 CONFIG = typer.Option(None, "--config", "-c", help="config file (default ./sceneos.toml)")
 
 
+def _in_unit_of_work(config: str | None, tenant: str, call: Any) -> Any:
+    """``call(credit-pay service)`` in one unit of work; bad input or a refusal is one line, exit 1."""
+    from pydantic import ValidationError
+
+    from core.errors import SceneOSError
+
+    try:
+        with open_app(config) as app:
+            runtime = app.tenant(tenant).module("credit_pay")
+            with runtime.tenant.unit_of_work() as uow:
+                return call(runtime.container.service(uow=uow))
+    except SceneOSError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        console.print(f"[red]error:[/red] {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
+        raise typer.Exit(1) from None
+
+
 @cli.command("trial")
 def trial(
     amount_minor: int = typer.Argument(..., help="amount in minor units (fen)"),
     tenant: str = TENANT,
     product: str = typer.Option("standard", help="product code"),
     terms: int | None = typer.Option(None, help="only plans of this many terms"),
+    merchant: str | None = typer.Option(None, help="the merchant selling: its interest-free plans too"),
     config: str | None = CONFIG,
 ) -> None:
     """Every installment of each plan for an amount, with the annualized rate (IRR)."""
-    with open_app(config) as app:
-        runtime = app.tenant(tenant).module("credit_pay")
-        with runtime.tenant.unit_of_work() as uow:
-            result = runtime.container.service(uow=uow).trial(product, amount_minor, terms=terms)
+    result = _in_unit_of_work(
+        config, tenant, lambda pay: pay.trial(product, amount_minor, terms=terms, merchant_id=merchant)
+    )
     for plan in result.plans:
+        paid_by = (
+            f", interest-free: merchant {plan.subsidised_by} pays {plan.merchant_subsidy_minor}"
+            if plan.subsidised_by
+            else ""
+        )
         table = Table(
             title=f"{plan.terms} x {plan.method}: annualized {plan.annualized_rate_bps} bps "
-            f"(IRR), total charge {plan.total_charge_minor}"
+            f"(IRR), total charge {plan.total_charge_minor}{paid_by}"
         )
         for column in ("#", "principal", "charge", "total"):
             table.add_column(column, justify="right")
@@ -93,20 +118,6 @@ def purchases(
 # --- lifecycle: repayments, statements, transactions (the bank's own channel) --------------------
 
 
-def _service_call(config: str | None, tenant: str, call: Any) -> Any:
-    """Run ``call(service)`` in one unit of work; a domain error is one line and exit code 1."""
-    from core.errors import SceneOSError
-
-    try:
-        with open_app(config) as app:
-            runtime = app.tenant(tenant).module("credit_pay")
-            with runtime.tenant.unit_of_work() as uow:
-                return call(runtime.container.service(uow=uow))
-    except SceneOSError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
-
-
 @cli.command("repay")
 def repay(
     account_no: str = typer.Argument(..., help="credit account number (cpa_...)"),
@@ -126,7 +137,7 @@ def repay(
         first = exc.errors()[0]
         console.print(f"[red]error:[/red] {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
         raise typer.Exit(1) from None
-    view = _service_call(config, tenant, lambda service: service.repay(draft))
+    view = _in_unit_of_work(config, tenant, lambda service: service.repay(draft))
     allocation = ", ".join(f"{k} {v}" for k, v in view.allocation.items() if v)
     state = "applied" if view.created else "already applied"
     console.print(f"repayment {view.repayment_id} {state}: {view.amount_minor} {view.currency} ({allocation})")
@@ -139,7 +150,7 @@ def statements(
     config: str | None = CONFIG,
 ) -> None:
     """Every statement of an account, newest first."""
-    rows = _service_call(config, tenant, lambda service: service.statements(account_no))
+    rows = _in_unit_of_work(config, tenant, lambda service: service.statements(account_no))
     table = Table(title=f"statements of {account_no}")
     columns = ("statement", "date", "due", "previous", "purchases", "installments", "interest", "penalty",
                "fees", "payments", "new balance", "minimum", "paid", "status")
@@ -162,7 +173,7 @@ def statement(
     config: str | None = CONFIG,
 ) -> None:
     """One statement: its figures and its lines."""
-    view = _service_call(config, tenant, lambda service: service.statement(statement_no))
+    view = _in_unit_of_work(config, tenant, lambda service: service.statement(statement_no))
     figures = Table(show_header=False, title=f"statement {view.statement_no}")
     for key, value in view.model_dump(exclude={"lines"}).items():
         figures.add_row(key, str(value))
@@ -177,7 +188,7 @@ def transactions(
     config: str | None = CONFIG,
 ) -> None:
     """Every movement of an account's balance, oldest first."""
-    rows = _service_call(config, tenant, lambda service: service.transactions(account_no))
+    rows = _in_unit_of_work(config, tenant, lambda service: service.transactions(account_no))
     _print_transactions(rows, f"transactions of {account_no}")
 
 
@@ -193,31 +204,16 @@ def _print_transactions(rows: list[Any], title: str) -> None:
 # --- installment plans and line adjustment (products/credit_pay/installments.py, lines.py) --------
 
 
-def _in_unit_of_work(config: str | None, tenant: str, call: Any) -> Any:
-    """``call(credit-pay service)`` in one unit of work; bad input or a refusal is one line, exit 1."""
-    from pydantic import ValidationError
-
-    from core.errors import SceneOSError
-
-    try:
-        with open_app(config) as app:
-            runtime = app.tenant(tenant).module("credit_pay")
-            with runtime.tenant.unit_of_work() as uow:
-                return call(runtime.container.service(uow=uow))
-    except SceneOSError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        console.print(f"[red]error:[/red] {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
-        raise typer.Exit(1) from None
-
-
 def _print_plan(plan: Any) -> None:
     table = Table(
         title=f"{plan.plan_no} ({plan.source}{' ' + plan.purchase_id if plan.purchase_id else ''}): "
         f"{plan.terms} x {plan.method} on {plan.principal_minor} {plan.currency}, annualized "
         f"{plan.annualized_rate_bps} bps (IRR), {plan.status}, remaining {plan.remaining_principal_minor}"
+        + (
+            f"; interest-free, merchant {plan.subsidised_by} paid {plan.merchant_subsidy_minor}"
+            if plan.subsidised_by
+            else ""
+        )
     )
     for column in ("#", "due on", "principal", "interest", "fee", "total", "status", "billed on"):
         table.add_column(column, justify="right")

@@ -22,6 +22,14 @@ and only the principal share gives line back. Early payoff bills every remaining
 ``early_payoff`` setting names); cancellation returns the principal to the revolving receivable.
 The line is untouched by all of this: the amount stays used until it is repaid.
 
+Merchant-subsidised (interest-free) plans: a purchase at a merchant that runs an interest-free
+plan for the terms and method asked (the product's ``merchant_subsidised_plans``, on the business
+date of the conversion) is converted at a zero rate, and the merchant pays the plan's charges at
+once: ``credit_pay:installment_subsidy:<plan_id>`` debits its payable
+(``credit_pay:merchant:<currency>:<merchant_id>``) and credits
+``credit_pay:installment_subsidy_income:<currency>``. Cancelling the plan reverses that entry; an
+early payoff keeps it (the subsidy was the merchant's price for the sale).
+
 Installment ``k`` of a plan falls due on the ``k``-th billing date (the product's ``billing_day``)
 strictly after the business date of the conversion.
 """
@@ -53,7 +61,9 @@ from products.credit_pay.service import (
     ACCOUNT_ALPHABET,
     ID_PATTERN,
     CreditPayService,
+    merchant_account,
     receivable_account,
+    subsidised_schedules,
 )
 
 
@@ -68,6 +78,11 @@ def installment_interest_income_account(currency: str) -> str:
 
 def installment_fee_income_account(currency: str) -> str:
     return f"credit_pay:installment_fee_income:{currency}"
+
+
+def installment_subsidy_income_account(currency: str) -> str:
+    """What merchants paid for their interest-free plans (income)."""
+    return f"credit_pay:installment_subsidy_income:{currency}"
 
 
 # --- inputs --------------------------------------------------------------------------------------
@@ -147,6 +162,9 @@ class PlanView(BaseModel):
     principal_minor: int
     total_charge_minor: int
     annualized_rate_bps: str
+    # A merchant's interest-free plan: the merchant that paid its charges, and how much.
+    subsidised_by: str | None
+    merchant_subsidy_minor: int
     status: str
     remaining_principal_minor: int
     business_date: date
@@ -289,6 +307,10 @@ def billing_dates(after: date, billing_day: int, count: int) -> list[date]:
     return dates
 
 
+def subsidy_entry_id(plan_id: str) -> str:
+    return f"credit_pay:installment_subsidy:{plan_id}"
+
+
 def _round(value: Decimal, rounding: RoundingMode) -> int:
     return int(value.quantize(Decimal(1), rounding=rounding.decimal_mode))
 
@@ -361,6 +383,7 @@ class InstallmentService:
             source="purchase",
             purchase_id=draft.purchase_id,
             statement_ref=None,
+            merchant_id=purchase.merchant_id,
         )
 
     def convert_balance(self, draft: BalanceConversion) -> PlanView:
@@ -390,6 +413,7 @@ class InstallmentService:
             source="balance",
             purchase_id=None,
             statement_ref=draft.statement_ref,
+            merchant_id=None,
         )
 
     def _convert(
@@ -403,13 +427,20 @@ class InstallmentService:
         source: str,
         purchase_id: str | None,
         statement_ref: str | None,
+        merchant_id: str | None,
     ) -> PlanView:
+        """Convert ``principal``: at the merchant's interest-free plan for ``terms`` x ``method``
+        when it runs one today (a purchase only), else at the product's plan."""
         if account.status != "active":
             raise _conflict(
                 "account_no", "account_not_active", f"credit account {account.account_no} is {account.status}"
             )
         product = self.pay._product(account.product_code)
-        offered = product.plan(terms, method.value)
+        today = self.tenant.business_date()
+        subsidised = (
+            product.subsidised_plan(merchant_id, terms, method.value, today) if merchant_id is not None else None
+        )
+        offered = subsidised or product.plan(terms, method.value)
         if offered is None:
             raise _rejected(
                 "terms",
@@ -422,7 +453,13 @@ class InstallmentService:
                 "below_min_conversion",
                 f"{principal} is below the smallest amount converted ({product.min_conversion_minor})",
             )
-        priced = schedule(method, principal, terms, offered.period_rate, self.tenant.rounding)
+        subsidy = 0
+        if subsidised is not None:
+            priced, paid_by_merchant = subsidised_schedules(subsidised, principal, self.tenant.rounding)
+            period_rate_bps, subsidy = Decimal(0), paid_by_merchant.total_charge_minor
+        else:
+            priced = schedule(method, principal, terms, offered.period_rate, self.tenant.rounding)
+            period_rate_bps = offered.period_rate_bps
         if priced.annualized_rate_bps > product.annual_rate_ceiling_bps:
             raise _rejected(
                 "terms",
@@ -439,7 +476,6 @@ class InstallmentService:
                 "insufficient_revolving_balance",
                 f"the revolving balance is {revolving}, less than the {principal} to convert",
             )
-        today = self.tenant.business_date()
         now = self.uow.clock.now()
         plan_no = "cpi_" + "".join(secrets.choice(ACCOUNT_ALPHABET) for _ in range(16))
         plan = CreditPayInstallmentPlan(
@@ -453,10 +489,12 @@ class InstallmentService:
             currency=account.currency,
             method=method.value,
             terms=terms,
-            period_rate_bps=offered.period_rate_bps,
+            period_rate_bps=period_rate_bps,
             principal_minor=principal,
             total_charge_minor=priced.total_charge_minor,
             annualized_rate_bps=priced.annualized_rate_bps,
+            subsidised_by=merchant_id if subsidised is not None else None,
+            merchant_subsidy_minor=subsidy,
             status="active",
             business_date=today,
             created_at=now,
@@ -502,9 +540,34 @@ class InstallmentService:
                 metadata={"plan_no": plan_no, "source": source, "purchase_id": purchase_id},
             )
         )
+        if subsidy:
+            assert merchant_id is not None
+            self._post_subsidy(account, plan_id, plan_no, merchant_id, subsidy)
         self.session.flush()
         self._publish("credit_pay.installment_plan.created", plan)
         return self._view(plan, created=True)
+
+    def _post_subsidy(
+        self, account: CreditPayAccount, plan_id: str, plan_no: str, merchant_id: str, subsidy: int
+    ) -> None:
+        """The merchant pays its plan's charges now, out of what the bank owes it for its sales:
+        its payable is debited, the bank's subsidy income credited. A payable that is short (the
+        merchant's sales already settled) goes negative: the merchant owes the bank the rest,
+        which the bank collects with its next settlement."""
+        ledger = self.pay.ledger
+        currency = account.currency
+        ledger.open_account(installment_subsidy_income_account(currency), currency, "income")
+        ledger.post(
+            EntryDraft(
+                subsidy_entry_id(plan_id),
+                [
+                    Posting.debit(merchant_account(currency, merchant_id), subsidy),
+                    Posting.credit(installment_subsidy_income_account(currency), subsidy),
+                ],
+                description="merchant-subsidised installment plan",
+                metadata={"plan_no": plan_no, "merchant_id": merchant_id},
+            )
+        )
 
     # --- early payoff and cancellation ----------------------------------------------------------
 
@@ -587,6 +650,13 @@ class InstallmentService:
                 metadata={"plan_no": plan_no},
             )
         )
+        if plan.merchant_subsidy_minor:
+            # The merchant paid for a plan that no longer runs: its payment is reversed.
+            self.pay.ledger.reverse(
+                subsidy_entry_id(plan.plan_id),
+                f"credit_pay:installment_subsidy_cancel:{plan_no}",
+                "installment plan cancelled",
+            )
         for row in rows:
             row.status = "cancelled"
         plan.status, plan.closed_at = "cancelled", self.uow.clock.now()
@@ -668,6 +738,8 @@ class InstallmentService:
             principal_minor=plan.principal_minor,
             total_charge_minor=plan.total_charge_minor,
             annualized_rate_bps=str(Decimal(plan.annualized_rate_bps).quantize(Decimal("0.01"))),
+            subsidised_by=plan.subsidised_by,
+            merchant_subsidy_minor=plan.merchant_subsidy_minor,
             status=plan.status,
             remaining_principal_minor=sum(row.principal_minor for row in rows if row.status == "scheduled"),
             business_date=plan.business_date,
@@ -705,6 +777,8 @@ class InstallmentService:
                 "method": plan.method,
                 "status": plan.status,
                 "partner_id": plan.partner_id,
+                "subsidised_by": plan.subsidised_by,
+                "merchant_subsidy_minor": plan.merchant_subsidy_minor,
                 **extra,
             },
             subject=f"credit_pay_account:{plan.account_no}",

@@ -124,6 +124,10 @@ class CreditPayInstallmentPlan(TenantOwned, Base):
     principal_minor: Mapped[int] = mapped_column(BigInteger)
     total_charge_minor: Mapped[int] = mapped_column(BigInteger)
     annualized_rate_bps: Mapped[Decimal] = mapped_column(Numeric(10, 2))
+    # A merchant's interest-free plan: the merchant that paid the charges (once, at conversion) and
+    # how much; the customer's installments then carry none.
+    subsidised_by: Mapped[str | None] = mapped_column(String(64))
+    merchant_subsidy_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     # active, completed (every installment billed on schedule), paid_off (early), cancelled.
     status: Mapped[str] = mapped_column(String(16))
     business_date: Mapped[date] = mapped_column(Date)

@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -39,6 +40,7 @@ from sqlalchemy import bindparam, func, inspect, select
 from sqlalchemy.orm import Session
 
 from core.errors import Conflict, NotFound, Rejected, ValidationFailed
+from core.money import RoundingMode
 from core.plugins import TenantHooks
 from core.statements import run, tenant_bound, tenant_filter
 from core.tenancy import UnitOfWork
@@ -61,10 +63,9 @@ from products.credit_pay.models import (
     CreditPayRefund,
     CreditPayTransaction,
 )
-from products.credit_pay.settings import CreditPaySettings, CreditProduct
+from products.credit_pay.settings import ID_PATTERN, CreditPaySettings, CreditProduct, MerchantSubsidisedPlan
 
 MODULE = "credit_pay"
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 ACCOUNT_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 
 # The unit of work of an activation in progress, so the credit module's internal-history hook
@@ -217,10 +218,18 @@ class PlanTrial(BaseModel):
     total_minor: int
     annualized_rate_bps: str
     installments: list[InstallmentView]
+    # A merchant's interest-free plan (asked with merchant_id): who pays the charges instead of
+    # the customer, and how much.
+    subsidised_by: str | None = None
+    merchant_subsidy_minor: int = 0
 
     @classmethod
-    def of(cls, plan_rate_bps: str, result: Schedule) -> PlanTrial:
+    def of(
+        cls, plan_rate_bps: str, result: Schedule, *, subsidised_by: str | None = None, subsidy_minor: int = 0
+    ) -> PlanTrial:
         return cls(
+            subsidised_by=subsidised_by,
+            merchant_subsidy_minor=subsidy_minor,
             terms=result.terms,
             method=result.method.value,
             period_rate_bps=plan_rate_bps,
@@ -1038,11 +1047,20 @@ class CreditPayService:
     # --- installment trial --------------------------------------------------------------------
 
     def trial(
-        self, product_code: str, amount_minor: int, *, terms: int | None = None, method: str | None = None
+        self,
+        product_code: str,
+        amount_minor: int,
+        *,
+        terms: int | None = None,
+        method: str | None = None,
+        merchant_id: str | None = None,
     ) -> TrialView:
         """Every installment of each plan the product offers for ``amount_minor`` (optionally one
         term count or method), with the annualized rate by the IRR method. A plan that this amount
-        would price above the product's ceiling is withheld, never shown as an offer."""
+        would price above the product's ceiling is withheld, never shown as an offer. With
+        ``merchant_id``, the merchant's interest-free plans offered today come first, each in
+        place of the product's plan of the same terms and method (the one a purchase there would
+        be converted into)."""
         product = self._product(product_code)
         if type(amount_minor) is not int or amount_minor <= 0:
             raise ValidationFailed(
@@ -1056,9 +1074,27 @@ class CreditPayService:
                     {"field": "method", "code": "invalid", "message": "annuity, equal_principal or flat_fee"}
                 ],
             )
-        plans, withheld = [], []
+        if merchant_id is not None:
+            _check_id(merchant_id, "merchant_id")
+
+        def wanted(plan: Any) -> bool:
+            return (terms is None or plan.terms == terms) and (method is None or plan.method == method)
+
+        plans, withheld, subsidised = [], [], set()
+        if merchant_id is not None:
+            today = self.tenant.business_date()
+            for offer in product.merchant_subsidised_plans:
+                if not wanted(offer) or not offer.offered(merchant_id, today) or (offer.terms, offer.method) in subsidised:
+                    continue
+                subsidised.add((offer.terms, offer.method))
+                customer, merchant = subsidised_schedules(offer, amount_minor, self.tenant.rounding)
+                plans.append(
+                    PlanTrial.of(
+                        "0.00", customer, subsidised_by=merchant_id, subsidy_minor=merchant.total_charge_minor
+                    )
+                )
         for plan in product.installment_plans:
-            if (terms is not None and plan.terms != terms) or (method is not None and plan.method != method):
+            if not wanted(plan) or (plan.terms, plan.method) in subsidised:
                 continue
             result = schedule(plan.method, amount_minor, plan.terms, plan.period_rate, self.tenant.rounding)
             if result.annualized_rate_bps > product.annual_rate_ceiling_bps:
@@ -1075,6 +1111,16 @@ class CreditPayService:
             plans=plans,
             withheld=withheld,
         )
+
+
+def subsidised_schedules(
+    offer: MerchantSubsidisedPlan, principal_minor: int, rounding: RoundingMode
+) -> tuple[Schedule, Schedule]:
+    """A merchant's interest-free plan on ``principal_minor``: the customer's schedule (principal
+    only, the plan's method at a zero rate) and the schedule whose charges the merchant pays."""
+    customer = schedule(offer.method, principal_minor, offer.terms, Decimal(0), rounding)
+    merchant = schedule(offer.method, principal_minor, offer.terms, offer.period_rate, rounding)
+    return customer, merchant
 
 
 def history_for_hook(tenant: Any, customer_no: str) -> dict[str, int] | None:

@@ -9,7 +9,9 @@ calculation is checked again for its actual amount: no plan above the ceiling is
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_right
+from datetime import date
 from decimal import Decimal
 from itertools import pairwise
 from typing import Literal
@@ -23,6 +25,8 @@ from products.credit_pay.calc import Method, schedule
 # The principal on which plans are priced when the configuration is checked: 10,000.00 CNY.
 REFERENCE_PRINCIPAL_MINOR = 1_000_000
 CODE_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+# The callers' ids (purchases, plans, merchants...): 1 to 64 of A-Z a-z 0-9 _ . : -, alphanumeric first.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 
 
 class InstallmentPlan(StrictModel):
@@ -39,6 +43,55 @@ class InstallmentPlan(StrictModel):
         return self.period_rate_bps / 10_000
 
 
+class MerchantSubsidisedPlan(InstallmentPlan):
+    """An interest-free plan for purchases at ``merchants`` (a merchant's campaign, "12 terms
+    interest-free"): the customer repays the principal only; the merchant pays, once, when the
+    purchase is converted, the charges ``method`` at ``period_rate_bps`` would have put on the
+    customer, deducted from what the bank owes it. Offered from ``valid_from`` to ``valid_until``
+    (business dates, both included; either may be left open)."""
+
+    merchants: list[str] = Field(min_length=1)
+    valid_from: date | None = None
+    valid_until: date | None = None
+
+    @field_validator("merchants")
+    @classmethod
+    def _merchants(cls, value: list[str]) -> list[str]:
+        for merchant in value:
+            if not re.match(ID_PATTERN, merchant):
+                raise ValueError(f"merchant id {merchant!r} is not a valid id (A-Z a-z 0-9 _ . : -, max 64)")
+        if len(set(value)) != len(value):
+            raise ValueError("a merchant is named twice")
+        return value
+
+    @model_validator(mode="after")
+    def _window(self) -> MerchantSubsidisedPlan:
+        if self.valid_from and self.valid_until and self.valid_until < self.valid_from:
+            raise ValueError("valid_until is before valid_from")
+        return self
+
+    def offered(self, merchant_id: str, on: date) -> bool:
+        return (
+            merchant_id in self.merchants
+            and (self.valid_from is None or self.valid_from <= on)
+            and (self.valid_until is None or on <= self.valid_until)
+        )
+
+    def overlaps(self, other: MerchantSubsidisedPlan) -> bool:
+        """Whether both would answer the same merchant's conversion on some day."""
+        if (self.terms, self.method) != (other.terms, other.method) or not set(self.merchants) & set(
+            other.merchants
+        ):
+            return False
+        starts_before_other_ends = (
+            self.valid_from is None or other.valid_until is None or self.valid_from <= other.valid_until
+        )
+        ends_after_other_starts = (
+            self.valid_until is None or other.valid_from is None or other.valid_from <= self.valid_until
+        )
+        return starts_before_other_ends and ends_after_other_starts
+
+
 class CreditProduct(StrictModel):
     """One credit product of the bank."""
 
@@ -50,6 +103,9 @@ class CreditProduct(StrictModel):
     due_day: int = Field(default=25, ge=1, le=28)
     grace_days: int = Field(default=3, ge=0, le=30)
     installment_plans: list[InstallmentPlan] = Field(default_factory=list)
+    # Merchants' interest-free campaigns on purchases (see MerchantSubsidisedPlan): a conversion of
+    # a purchase at such a merchant, with the plan's terms and method, takes it over a plan above.
+    merchant_subsidised_plans: list[MerchantSubsidisedPlan] = Field(default_factory=list)
     max_purchase_minor: int = Field(default=5_000_000, gt=0)
     max_daily_minor: int = Field(default=10_000_000, gt=0)
     annual_rate_ceiling_bps: int = Field(default=2400, ge=0, le=3600)
@@ -142,6 +198,14 @@ class CreditProduct(StrictModel):
                     f"annualized rate of {priced.annualized_rate_bps} bps (IRR), above the ceiling of "
                     f"{self.annual_rate_ceiling_bps} bps"
                 )
+        subsidised = self.merchant_subsidised_plans
+        for index, plan in enumerate(subsidised):
+            for other in subsidised[index + 1 :]:
+                if plan.overlaps(other):
+                    raise ValueError(
+                        f"merchant_subsidised_plans: two {plan.terms} x {plan.method} plans overlap for merchant "
+                        f"{sorted(set(plan.merchants) & set(other.merchants))[0]!r} (their valid dates meet)"
+                    )
         return self
 
     def display_name(self, partner_id: str | None) -> str:
@@ -150,6 +214,13 @@ class CreditProduct(StrictModel):
     def plan(self, terms: int, method: str) -> InstallmentPlan | None:
         for plan in self.installment_plans:
             if plan.terms == terms and plan.method == method:
+                return plan
+        return None
+
+    def subsidised_plan(self, merchant_id: str, terms: int, method: str, on: date) -> MerchantSubsidisedPlan | None:
+        """The merchant's interest-free plan for ``terms`` x ``method`` on business date ``on``."""
+        for plan in self.merchant_subsidised_plans:
+            if plan.terms == terms and plan.method == method and plan.offered(merchant_id, on):
                 return plan
         return None
 
@@ -174,8 +245,6 @@ class CreditPaySettings(ModuleSettings):
 
     @model_validator(mode="after")
     def _codes(self) -> CreditPaySettings:
-        import re
-
         for code in self.products:
             if not re.match(CODE_PATTERN, code):
                 raise ValueError(f"product code {code!r} must be lower-case letters, digits and _ (max 32)")
