@@ -96,6 +96,11 @@ def repayment_clearing_account(currency: str) -> str:
     return f"credit_pay:repayment_clearing:{currency}"
 
 
+def recoveries_account(currency: str) -> str:
+    """What is recovered of debts written off (income)."""
+    return f"credit_pay:recoveries:{currency}"
+
+
 def write_off_account(currency: str) -> str:
     return f"credit_pay:write_off:{currency}"
 

@@ -66,12 +66,12 @@ def sceneos_credit_pay_collections(tenant: Tenant, case: dict[str, Any]) -> None
 def sceneos_credit_pay_bureau_report(tenant: Tenant, report: dict[str, Any]) -> None:
     """Report an account's state to a credit bureau.
 
-    Called when a statement is issued, when the account's overdue bucket changes and when it is
-    charged off, in the unit of work that made the change (queue the report; do not call the
-    bureau synchronously).
+    Called when a statement is issued, when the account's overdue bucket changes, when it is
+    charged off and when a charged-off debt has been recovered in full, in the unit of work that
+    made the change (queue the report; do not call the bureau synchronously).
 
     :param tenant: the bank.
-    :param report: ``reason`` (``statement``, ``overdue``, ``charged_off``), ``account_no``,
+    :param report: ``reason`` (``statement``, ``overdue``, ``charged_off``, ``recovered``), ``account_no``,
         ``customer_no``, ``product``, ``currency``, ``line_minor``, ``outstanding_minor``,
         ``past_due_minor``, ``days_past_due``, ``bucket``, ``business_date`` (ISO date), and for a
         statement ``statement_no``, ``new_balance_minor``, ``minimum_payment_minor``, ``due_date``.

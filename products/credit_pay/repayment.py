@@ -7,6 +7,9 @@ account (where the customer's funding account settles) is debited with the whole
 receivable (penalty, fee, interest, principal) is credited with its share and the credit-balance
 liability with what is left. The principal share gives the line back (line debit,
 lines-granted credit), so it can be spent again.
+
+A repayment to a charged-off account is a recovery (:func:`_recover`): the same entry id, the
+money credited to recoveries income up to what is still unrecovered of the write-off.
 """
 
 from __future__ import annotations
@@ -23,21 +26,27 @@ from products.credit_pay.end_of_day import (
     COMPONENTS,
     allocate,
     allocation_order,
+    bureau_report,
     component_account,
     credit_balance_account,
     line_restorable,
+    notify,
     owed,
     read_balances,
+    recoveries_account,
     repayment_clearing_account,
     set_bucket,
 )
-from products.credit_pay.models import CreditPayRepayment, CreditPayStatement, CreditPayTransaction
+from products.credit_pay.models import (
+    CreditPayAccount,
+    CreditPayRepayment,
+    CreditPayStatement,
+    CreditPayTransaction,
+)
+from products.credit_pay.settings import ID_PATTERN
 
 if TYPE_CHECKING:
     from products.credit_pay.service import CreditPayService
-
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
-
 
 class RepaymentDraft(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -114,10 +123,7 @@ def repay(service: CreditPayService, draft: RepaymentDraft) -> RepaymentView:
             ],
         )
     if account.status == "charged_off":
-        raise Conflict(
-            f"credit account {account.account_no} is charged off; recoveries go through collections",
-            details=[{"field": "account_no", "code": "account_charged_off", "message": "charged off"}],
-        )
+        return _recover(service, draft, account)
     cycle = service.catch_up(account)
     today = service.tenant.business_date()
     order = allocation_order(service, account)
@@ -202,6 +208,83 @@ def repay(service: CreditPayService, draft: RepaymentDraft) -> RepaymentView:
         },
         subject=f"credit_pay_account:{no}",
     )
+    return _view(row, created=True)
+
+
+def _recover(service: CreditPayService, draft: RepaymentDraft, account: CreditPayAccount) -> RepaymentView:
+    """A repayment to a charged-off account: a recovery of the debt written off. Its receivables
+    are empty (the charge-off credited them), so the money goes to recoveries income
+    (``credit_pay:recoveries:<currency>``) up to what is still unrecovered of the write-off, the
+    rest to the credit balance, as an overpayment of a live account. Nothing gives line back: the
+    account stays charged off. When the write-off is recovered in full the bureau is told
+    (``recovered``), once."""
+    cycle = service.catch_up(account)  # charged off: no day changes anything, but it stays the rule
+    today = service.tenant.business_date()
+    no, ccy = account.account_no, account.currency
+    written_off = -sum(
+        service.session.scalars(
+            select(CreditPayTransaction.amount_minor).where(
+                CreditPayTransaction.account_no == no, CreditPayTransaction.kind == "write_off"
+            )
+        )
+    )
+    earlier = service.session.scalars(
+        select(CreditPayRepayment.allocation).where(CreditPayRepayment.account_no == no)
+    ).all()
+    recovered_before = sum(int(allocation.get("recovery", 0)) for allocation in earlier)
+    unrecovered = max(written_off - recovered_before, 0)
+    recovered = min(draft.amount_minor, unrecovered)
+    allocation = dict.fromkeys(COMPONENTS, 0) | {"recovery": recovered, "credit": draft.amount_minor - recovered}
+    entry_id = f"credit_pay:repayment:{draft.repayment_id}"
+    postings = [Posting.debit(repayment_clearing_account(ccy), draft.amount_minor)]
+    if recovered:
+        service.ledger.open_account(recoveries_account(ccy), ccy, "income")
+        postings.append(Posting.credit(recoveries_account(ccy), recovered))
+    if allocation["credit"]:
+        postings.append(Posting.credit(credit_balance_account(no), allocation["credit"]))
+    service.ledger.post(
+        EntryDraft(
+            entry_id,
+            postings,
+            description="credit pay recovery after charge-off",
+            metadata={"repayment_id": draft.repayment_id, "account_no": no},
+        )
+    )
+    row = CreditPayRepayment(
+        repayment_id=draft.repayment_id,
+        account_no=no,
+        amount_minor=draft.amount_minor,
+        currency=ccy,
+        partner_id=service.partner_id,
+        allocation=allocation,
+        business_date=today,
+        created_at=service.uow.clock.now(),
+    )
+    service.session.add(row)
+    service.session.flush()
+    left = unrecovered - recovered
+    service.uow.publish(
+        "credit_pay.payment.received",
+        {
+            "repayment_id": draft.repayment_id,
+            "account_no": no,
+            "amount_minor": draft.amount_minor,
+            "currency": ccy,
+            "allocation": allocation,
+            "balance_minor": -(read_balances(service.ledger, [no])[no]["credit"]),
+            "recovered_minor": recovered,
+            "unrecovered_minor": left,
+            "partner_id": service.partner_id or cycle.partner_id,
+            "channel": "partner" if service.partner_id else "bank",
+        },
+        subject=f"credit_pay_account:{no}",
+    )
+    if recovered and left == 0:
+        notify(
+            service,
+            "sceneos_credit_pay_bureau_report",
+            report=bureau_report(account, cycle, "recovered", today, outstanding_minor=0),
+        )
     return _view(row, created=True)
 
 

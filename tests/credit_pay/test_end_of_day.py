@@ -32,7 +32,7 @@ from core.errors import Conflict
 from core.hookspecs import hookimpl
 from core.testing.harness import tenant_config
 from infra.compute import JobRunner
-from products.credit_pay.end_of_day import write_off_account
+from products.credit_pay.end_of_day import recoveries_account, write_off_account
 from products.credit_pay.service import PurchaseDraft
 
 
@@ -162,11 +162,70 @@ def test_buckets_move_over_months_with_hooks_and_events_then_charge_off(make_sce
                 PurchaseDraft(purchase_id="late", account_no=no, merchant_id="air", amount_minor=1_000)
             ),
         )
-    with pytest.raises(Conflict):
-        pay(app, no, "after", 1_000)
     # Charged off: nothing accrues any more.
     move_to(sim_clock, date(2026, 6, 1))
     assert balances(app, no) == after
+    ledger_check(app)
+
+
+def charged_off(make_sceneos: Any, sim_clock: Any) -> tuple[Any, str, Recorder]:
+    recorder = Recorder()
+    app = make_sceneos(
+        config({"charge_off_days_past_due": 90}, plugins=["recorder"]), plugins={"recorder": recorder}
+    )
+    no = open_account(app)
+    buy(app, no, "flight", 130_000)
+    move_to(sim_clock, date(2026, 4, 27))
+    assert run(app, lambda service: service.account(no)).status == "charged_off"
+    return app, no, recorder
+
+
+def ledger_balance(app: Any, code: str) -> int:
+    tenant = app.tenant("bank")
+    with tenant.unit_of_work() as uow:
+        ledger = tenant.module("ledger").container.ledger(session=uow.session)
+        return ledger.balance(code).net_posted_minor
+
+
+@BOTH
+def test_a_repayment_after_charge_off_is_a_recovery_until_the_write_off_is_recovered(
+    make_sceneos, sim_clock
+) -> None:
+    app, no, recorder = charged_off(make_sceneos, sim_clock)
+    written_off = ledger_balance(app, write_off_account("CNY"))
+    assert written_off > 130_000  # the principal with its interest, penalty and late fees
+
+    first = pay(app, no, "rec-1", 100_000)
+    assert first.allocation == {"penalty": 0, "fee": 0, "interest": 0, "principal": 0, "recovery": 100_000, "credit": 0}
+    assert ledger_balance(app, recoveries_account("CNY")) == 100_000
+    account = run(app, lambda service: service.account(no))
+    assert account.status == "charged_off" and account.balance_minor == 0
+    # A retry answers the stored recovery and moves nothing.
+    assert not pay(app, no, "rec-1", 100_000).created
+    assert ledger_balance(app, recoveries_account("CNY")) == 100_000
+    with pytest.raises(Conflict):
+        pay(app, no, "rec-1", 99_000)
+    assert "recovered" not in [r["reason"] for r in recorder.reports]
+
+    # The rest and 1,000 more: the write-off is recovered, the excess is owed to the customer.
+    rest = written_off - 100_000
+    second = pay(app, no, "rec-2", rest + 1_000, partner_id="travel_app")
+    assert second.allocation["recovery"] == rest and second.allocation["credit"] == 1_000
+    assert ledger_balance(app, recoveries_account("CNY")) == written_off
+    assert run(app, lambda service: service.account(no)).balance_minor == -1_000
+    assert [r["reason"] for r in recorder.reports].count("recovered") == 1
+    assert recorder.reports[-1]["account_no"] == no
+    # Anything later is all credit balance; the bureau is not told again.
+    assert pay(app, no, "rec-3", 500).allocation["credit"] == 500
+    assert [r["reason"] for r in recorder.reports].count("recovered") == 1
+    received = [e.payload for e in recorder.events if e.type == "credit_pay.payment.received"]
+    assert [(p["recovered_minor"], p["unrecovered_minor"]) for p in received] == [
+        (100_000, rest),
+        (rest, 0),
+        (0, 0),
+    ]
+    assert received[1]["channel"] == "partner" and received[1]["balance_minor"] == -1_000
+    assert [r.repayment_id for r in run(app, lambda service: service.repayments(no))] == ["rec-1", "rec-2", "rec-3"]
     ledger_check(app)
 
 
