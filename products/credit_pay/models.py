@@ -26,7 +26,8 @@ class CreditPayApplication(TenantOwned, Base):
     partner_id: Mapped[str | None] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(16))
     reasons: Mapped[list[Any]] = mapped_column(JSON)
-    decision_no: Mapped[str] = mapped_column(String(40))
+    # Indexed: a decided review case finds the application waiting on it (reviews.py).
+    decision_no: Mapped[str] = mapped_column(String(40), index=True)
     account_no: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime]
 

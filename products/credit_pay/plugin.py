@@ -1,5 +1,6 @@
-"""Registers the credit-pay product (entry point ``credit_pay``) and its answer to the credit
-module's internal-history hook."""
+"""Registers the credit-pay product (entry point ``credit_pay``), its answer to the credit
+module's internal-history hook, its funding source, and its subscriber completing activations
+referred to review (``reviews.py``)."""
 
 from __future__ import annotations
 
@@ -54,3 +55,24 @@ def sceneos_funding_sources(tenant: Any) -> list[Any]:
     from products.credit_pay.funding import CreditPayFunding
 
     return [CreditPayFunding(tenant)]
+
+
+@hookimpl
+def sceneos_on_event(event: Any, tenant: Any) -> None:
+    """Complete an activation referred to review once the risk module's case is decided."""
+    from products.credit_pay.reviews import REVIEW_EVENTS, complete_review
+
+    if event.type not in REVIEW_EVENTS or not tenant.has_module("credit_pay"):
+        return
+    from infra.outbox.service import defer_to_receipt
+
+    runtime = tenant.module("credit_pay")
+
+    def work(uow: Any) -> None:
+        complete_review(runtime.container.service(uow=uow), event.payload)
+
+    # Under the outbox the application is completed in the unit of work recording the receipt
+    # (a failure is retried with the event); otherwise in a unit of work of its own.
+    if not defer_to_receipt(work):
+        with tenant.unit_of_work() as uow:
+            work(uow)

@@ -342,16 +342,12 @@ class CreditPayService:
         with self._in_decision():
             decision = risk.decide_activation(request)
         outcome, reasons, account = decision.outcome, list(decision.reasons), None
-        offer = decision.offer
         if decision.approved:
-            if offer is None or offer.line_minor <= 0:
-                outcome, reasons = "decline", ["no_line_offered"]
-            elif offer.currency != product.currency:
-                outcome, reasons = "decline", ["offer_currency_not_product_currency"]
-            elif offer.annual_rate_bps + offer.fee_rate_bps > product.annual_rate_ceiling_bps:
-                outcome, reasons = "decline", ["price_above_product_ceiling"]
-            else:
-                account = self._open_account(draft, product, decision.decision_no, offer)
+            refused, account = self._take_offer(
+                draft.customer_no, draft.product, product, decision.decision_no, decision.offer
+            )
+            if refused:
+                outcome, reasons = "decline", [refused]
         row = CreditPayApplication(
             request_id=draft.request_id,
             customer_no=draft.customer_no,
@@ -365,21 +361,40 @@ class CreditPayService:
         )
         self.session.add(row)
         self.session.flush()
+        self._publish_decided(row, account)
+        return self._application_view(row, created=True)
+
+    def _take_offer(
+        self, customer_no: str, product_code: str, product: CreditProduct, decision_no: str, offer: Any
+    ) -> tuple[str | None, CreditPayAccount | None]:
+        """An approved decision's offer, checked against the product: the account opened, or the
+        reason to decline (no line, another currency, a price above the product's ceiling)."""
+        if offer is None or offer.line_minor <= 0:
+            return "no_line_offered", None
+        if offer.currency != product.currency:
+            return "offer_currency_not_product_currency", None
+        if offer.annual_rate_bps + offer.fee_rate_bps > product.annual_rate_ceiling_bps:
+            return "price_above_product_ceiling", None
+        return None, self._open_account(customer_no, product_code, product, decision_no, offer)
+
+    def _publish_decided(
+        self, row: CreditPayApplication, account: CreditPayAccount | None, **extra: Any
+    ) -> None:
         self.uow.publish(
             "credit_pay.activation.decided",
             {
-                "request_id": draft.request_id,
-                "customer_no": draft.customer_no,
-                "product": draft.product,
-                "outcome": outcome,
-                "reasons": reasons,
-                "partner_id": self.partner_id,
+                "request_id": row.request_id,
+                "customer_no": row.customer_no,
+                "product": row.product_code,
+                "outcome": row.outcome,
+                "reasons": list(row.reasons),
+                "partner_id": row.partner_id,
                 "account_no": row.account_no,
                 "line_minor": account.line_minor if account else None,
+                **extra,
             },
-            subject=f"customer:{draft.customer_no}",
+            subject=f"customer:{row.customer_no}",
         )
-        return self._application_view(row, created=True)
 
     @contextmanager
     def _in_decision(self) -> Iterator[None]:
@@ -390,13 +405,13 @@ class CreditPayService:
             _active_session.reset(token)
 
     def _open_account(
-        self, draft: ActivationDraft, product: CreditProduct, decision_no: str, offer: Any
+        self, customer_no: str, product_code: str, product: CreditProduct, decision_no: str, offer: Any
     ) -> CreditPayAccount:
         account_no = "cpa_" + "".join(secrets.choice(ACCOUNT_ALPHABET) for _ in range(16))
         row = CreditPayAccount(
             account_no=account_no,
-            customer_no=draft.customer_no,
-            product_code=draft.product,
+            customer_no=customer_no,
+            product_code=product_code,
             currency=product.currency,
             line_minor=offer.line_minor,
             annual_rate_bps=offer.annual_rate_bps,
@@ -414,12 +429,10 @@ class CreditPayService:
             product.currency,
             "asset",
             "customer",
-            draft.customer_no,
+            customer_no,
             constraint=BalanceConstraint.CREDITS_MUST_NOT_EXCEED_DEBITS,
         )
-        ledger.open_account(
-            receivable_account(account_no), product.currency, "asset", "customer", draft.customer_no
-        )
+        ledger.open_account(receivable_account(account_no), product.currency, "asset", "customer", customer_no)
         ledger.post(
             EntryDraft(
                 f"credit_pay:grant:{account_no}",
