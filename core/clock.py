@@ -6,7 +6,7 @@ A simulated clock lets a test or a demo run months of an account's life in secon
 from __future__ import annotations
 
 import threading
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
@@ -16,6 +16,23 @@ class Clock(Protocol):
     """Gives the current instant as an aware UTC datetime."""
 
     def now(self) -> datetime: ...
+
+
+def day_window(timezone: str | tzinfo, day: date) -> tuple[datetime, datetime]:
+    """The UTC instants [start, end) of business day ``day`` in a bank's time zone; a day at the
+    edge of the calendar (year 1, 9999-12-31) has no such window and is refused."""
+    from core.errors import ValidationFailed
+
+    zone = ZoneInfo(timezone) if isinstance(timezone, str) else timezone
+    try:
+        start = datetime.combine(day, time.min, tzinfo=zone).astimezone(UTC)
+        end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=zone).astimezone(UTC)
+    except OverflowError:
+        raise ValidationFailed(
+            f"day {day.isoformat()} is out of range",
+            details=[{"field": "day", "code": "out_of_range", "message": "not a business day the bank can have"}],
+        ) from None
+    return start, end
 
 
 def business_date(clock: Clock, timezone: str | tzinfo) -> date:

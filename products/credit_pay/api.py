@@ -7,6 +7,7 @@ and a partner sees and changes only its own users' accounts and its own purchase
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -43,6 +44,7 @@ from products.credit_pay.service import (
     RefundView,
     TrialView,
 )
+from products.credit_pay.settlement import MerchantSettlements, SettlementView
 
 credit_pay = module_runtime("credit_pay")
 
@@ -143,9 +145,16 @@ class LineAdjustmentBody(BaseModel):
     forced: bool = False
 
 
-def _bank_only(request: Request) -> None:
+def _bank_only(request: Request, what: str = "line adjustment") -> None:
     if _partner_id(request) is not None:
-        raise BankOnly("line adjustment is the bank's own decision, not a partner's")
+        raise BankOnly(f"{what} is the bank's own decision, not a partner's")
+
+
+class SettlementBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    business_date: date
+    currency: str = Field(default="CNY", min_length=3, max_length=3)
 
 
 def router() -> APIRouter:
@@ -454,5 +463,31 @@ def router() -> APIRouter:
         _bank_only(request)
         with runtime.tenant.unit_of_work() as uow:
             return LineService(runtime.container.service(uow=uow)).history(account_no)
+
+    # --- merchant settlement (products/credit_pay/settlement.py): the bank's own --------------
+
+    @api.post("/merchants/{merchant_id}/settlements", status_code=201)
+    def settle_merchant(
+        merchant_id: str,
+        body: SettlementBody,
+        request: Request,
+        response: Response,
+        runtime: ModuleRuntime = Depends(credit_pay),
+    ) -> SettlementView:
+        _bank_only(request, "merchant settlement")
+        with runtime.tenant.unit_of_work() as uow:
+            settlements = MerchantSettlements(runtime.container.service(uow=uow))
+            view, posted = settlements.settle(merchant_id, body.business_date, body.currency)
+        if not posted:
+            response.status_code = 200
+        return view
+
+    @api.get("/merchants/{merchant_id}/settlements")
+    def merchant_settlements(
+        merchant_id: str, request: Request, currency: str = "CNY", runtime: ModuleRuntime = Depends(credit_pay)
+    ) -> list[SettlementView]:
+        _bank_only(request, "merchant settlement")
+        with runtime.tenant.unit_of_work() as uow:
+            return MerchantSettlements(runtime.container.service(uow=uow)).settlements(merchant_id, currency)
 
     return api

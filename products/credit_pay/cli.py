@@ -320,3 +320,66 @@ def line_history(
             row.note or "",
         )
     console.print(table)
+
+
+# --- merchant settlement (products/credit_pay/settlement.py) --------------------------------------
+
+
+@cli.command("settle")
+def settle(
+    merchant_id: str = typer.Argument(..., help="merchant id"),
+    day: str = typer.Option(..., "--date", help="business date to settle through (YYYY-MM-DD), once it has ended"),
+    currency: str = typer.Option("CNY", help="currency of the merchant's payable"),
+    tenant: str = TENANT,
+    config: str | None = CONFIG,
+) -> None:
+    """Settle a merchant's credit-pay sales through a business date (one entry to the payouts)."""
+    from products.credit_pay.settlement import MerchantSettlements
+
+    business_date = _date(day)
+    view, posted = _in_unit_of_work(
+        config, tenant, lambda pay: MerchantSettlements(pay).settle(merchant_id, business_date, currency)
+    )
+    if view.amount_minor == 0 and not posted and view.entry_id is None:
+        console.print(
+            f"nothing to settle for {merchant_id} through {business_date}: owed "
+            f"{view.owed_through_day_minor}, settled before {view.settled_before_minor}"
+        )
+        return
+    state = "settled" if posted else "already settled"
+    console.print(f"{merchant_id} {state} through {business_date}: {view.amount_minor} {view.currency} ({view.entry_id})")
+
+
+@cli.command("settlements")
+def settlements(
+    merchant_id: str = typer.Argument(..., help="merchant id"),
+    currency: str = typer.Option("CNY", help="currency of the merchant's payable"),
+    tenant: str = TENANT,
+    config: str | None = CONFIG,
+) -> None:
+    """A merchant's settlements, oldest first."""
+    from products.credit_pay.settlement import MerchantSettlements
+
+    rows = _in_unit_of_work(config, tenant, lambda pay: MerchantSettlements(pay).settlements(merchant_id, currency))
+    table = Table(title=f"credit-pay settlements of {merchant_id} ({currency})")
+    for column in ("date", "amount", "owed through the day", "settled before", "entry"):
+        table.add_column(column, justify="left" if column in ("date", "entry") else "right")
+    for row in rows:
+        table.add_row(
+            row.business_date.isoformat(),
+            str(row.amount_minor),
+            str(row.owed_through_day_minor),
+            str(row.settled_before_minor),
+            row.entry_id or "",
+        )
+    console.print(table)
+
+
+def _date(value: str) -> Any:
+    from datetime import date
+
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        console.print(f"[red]error:[/red] --date: {value!r} is not a date (YYYY-MM-DD)")
+        raise typer.Exit(1) from None

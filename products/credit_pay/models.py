@@ -283,7 +283,33 @@ class CreditPayRepayment(TenantOwned, Base):
     currency: Mapped[str] = mapped_column(String(3))
     # The partner it came through; None: the bank's own channel.
     partner_id: Mapped[str | None] = mapped_column(String(64))
-    # {"penalty": .., "fee": .., "interest": .., "principal": .., "credit": ..} in minor units.
+    # {"penalty": .., "fee": .., "interest": .., "principal": .., "credit": ..} in minor units; a
+    # recovery after charge-off: {"recovery": .., "credit": ..} (the others 0).
     allocation: Mapped[dict[str, Any]] = mapped_column(JSON)
     business_date: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime]
+
+
+class CreditPayMerchantSettlement(TenantOwned, Base):
+    """One merchant's settlement of one business day (settlement.py): what moved from its payable to
+    the payouts, and the figures it was computed from. Never updated."""
+
+    __tablename__ = "credit_pay_merchant_settlements"
+    # Named by hand: the conventional name is longer than PostgreSQL's 63 characters.
+    __table_args__ = (
+        UniqueConstraint(
+            "tenant_id", "merchant_id", "currency", "business_date", name="uq_credit_pay_merchant_settlements_day"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    merchant_id: Mapped[str] = mapped_column(String(64))
+    currency: Mapped[str] = mapped_column(String(3))
+    business_date: Mapped[date] = mapped_column(Date)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    owed_through_day_minor: Mapped[int] = mapped_column(BigInteger)
+    settled_before_minor: Mapped[int] = mapped_column(BigInteger)
+    entry_id: Mapped[str] = mapped_column(String(128))
+    # The ledger entry's time: the payable's balance as of an instant counts it from then.
+    posted_at: Mapped[datetime]
     created_at: Mapped[datetime]

@@ -17,6 +17,7 @@ from products.credit_pay.end_of_day import END_OF_DAY
 from products.credit_pay.lines import LINE_REVIEW_JOB, review_history
 from products.credit_pay.service import history_for_hook
 from products.credit_pay.settings import CreditPaySettings
+from products.credit_pay.settlement import MERCHANT_SETTLEMENT
 
 
 @hookimpl
@@ -32,7 +33,7 @@ def sceneos_register_modules() -> list[ModuleSpec]:
             router=router,
             cli=cli,
             container=CreditPayContainer,
-            jobs=(LINE_REVIEW_JOB, END_OF_DAY),
+            jobs=(LINE_REVIEW_JOB, END_OF_DAY, MERCHANT_SETTLEMENT),
             hookspecs=credit_pay_hookspecs,
         )
     ]

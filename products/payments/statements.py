@@ -13,13 +13,13 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from core.errors import NotFound, ValidationFailed
+from core.clock import day_window as clock_day_window
+from core.errors import NotFound
 from core.money import Money
 from products.payments.models import Payment, Refund
 
@@ -47,16 +47,8 @@ class DayStatement:
 
 
 def day_window(tenant: Any, day: date) -> tuple[datetime, datetime]:
-    """The UTC instants [start, end) of a business day in the bank's time zone; a day at the edge
-    of the calendar (year 1, 9999-12-31) has no such window and is refused."""
-    zone = ZoneInfo(tenant.timezone)
-    try:
-        start = datetime.combine(day, time.min, tzinfo=zone).astimezone(UTC)
-        end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=zone).astimezone(UTC)
-    except OverflowError:
-        raise ValidationFailed(f"day {day.isoformat()} is out of range", details=[
-            {"field": "day", "code": "out_of_range", "message": "not a business day the bank can have"}]) from None
-    return start, end
+    """The UTC instants [start, end) of a business day in the bank's time zone (``core.clock``)."""
+    return clock_day_window(tenant.timezone, day)
 
 
 def decimal_amount(amount_minor: int, currency: str) -> str:

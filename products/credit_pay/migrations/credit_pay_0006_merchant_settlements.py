@@ -1,0 +1,53 @@
+"""credit pay merchant settlements
+
+Revision ID: credit_pay_0006
+Revises: credit_pay_0005
+Create Date: 2026-12-07 18:20:00
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+import core.db
+
+revision = "credit_pay_0006"
+down_revision = "credit_pay_0005"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "credit_pay_merchant_settlements",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("merchant_id", sa.String(length=64), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("business_date", sa.Date(), nullable=False),
+        sa.Column("amount_minor", sa.BigInteger(), nullable=False),
+        sa.Column("owed_through_day_minor", sa.BigInteger(), nullable=False),
+        sa.Column("settled_before_minor", sa.BigInteger(), nullable=False),
+        sa.Column("entry_id", sa.String(length=128), nullable=False),
+        sa.Column("posted_at", core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("tenant_id", sa.String(length=64), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_credit_pay_merchant_settlements")),
+        sa.UniqueConstraint(
+            "tenant_id",
+            "merchant_id",
+            "currency",
+            "business_date",
+            name="uq_credit_pay_merchant_settlements_day",
+        ),
+    )
+    with op.batch_alter_table("credit_pay_merchant_settlements", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_credit_pay_merchant_settlements_tenant_id"), ["tenant_id"], unique=False
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("credit_pay_merchant_settlements", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_credit_pay_merchant_settlements_tenant_id"))
+    op.drop_table("credit_pay_merchant_settlements")
