@@ -39,8 +39,9 @@ KINDS = ("missing_in_channel", "missing_in_ours", "amount_over", "amount_under",
 ACTIONS = ("accept", "write_off", "fixed")
 # Our payments the channel must list: those that moved (or are moving) money.
 EXPECTED_STATUSES = ("succeeded", "pending")
-WRITE_OFF_ACCOUNT = "bank:payments:recon_writeoff"
-CLEARING_ACCOUNT = "bank:payments:channel_clearing"
+# The default accounts (settings ``recon_write_off_account`` and ``recon_clearing_account``).
+WRITE_OFF_ACCOUNT = PaymentsSettings.model_fields["recon_write_off_account"].default
+CLEARING_ACCOUNT = PaymentsSettings.model_fields["recon_clearing_account"].default
 MAX_FILE_BYTES = 1024 * 1024 * 1024  # a camt.053 of a million entries is ~270 MB
 ACTOR = re.compile(r"^[A-Za-z0-9_.@:-]{1,64}$")
 FILE_NAME = re.compile(r"^[^\x00-\x1f/\\]{1,200}$")
@@ -319,7 +320,8 @@ class ReconciliationService:
         currency = row.our_currency or row.channel_currency
         assert currency is not None
         suffix = "" if currency == self.tenant.currency else f":{currency}"
-        write_off, clearing = WRITE_OFF_ACCOUNT + suffix, CLEARING_ACCOUNT + suffix
+        write_off = self.settings.recon_write_off_account + suffix
+        clearing = self.settings.recon_clearing_account + suffix
         ledger = Ledger(self.session, self.uow.clock)
         ledger.open_account(write_off, currency, "expense", OwnerType.BANK)
         ledger.open_account(clearing, currency, "asset", OwnerType.BANK)

@@ -81,6 +81,12 @@ class PaymentsSettings(ModuleSettings):
     settlement_clearing_account: str = Field(default="bank:payments:merchant_settlement", min_length=1, max_length=64,
                                              description="ledger account of settled amounts owed to merchants, "
                                                          "when a merchant has no payout_account")
+    # Reconciliation write-offs (reconciliation.py): the channel's receivable (asset) and the expense
+    # or surplus it is written down or up against; another currency than the bank's gets ":<ccy>".
+    recon_clearing_account: str = Field(default="bank:payments:channel_clearing", min_length=1, max_length=64,
+                                        description="ledger account of what payment channels owe the bank")
+    recon_write_off_account: str = Field(default="bank:payments:recon_writeoff", min_length=1, max_length=64,
+                                         description="ledger account reconciliation differences are written off to")
     console: ConsoleSettings = Field(default_factory=ConsoleSettings, description="the cashier console's sessions")
 
     @model_validator(mode="after")
@@ -93,4 +99,6 @@ class PaymentsSettings(ModuleSettings):
             raise ValueError("terminal_id values must be unique across merchants")
         if self.pin_scrypt_n & (self.pin_scrypt_n - 1):
             raise ValueError("pin_scrypt_n must be a power of two")
+        if self.recon_clearing_account == self.recon_write_off_account:
+            raise ValueError("recon_clearing_account and recon_write_off_account must be different accounts")
         return self

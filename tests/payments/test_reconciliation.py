@@ -21,7 +21,8 @@ from products.payments.reconciliation import (
     NotFixed,
     ReconciliationService,
 )
-from tests.payments.conftest import fund_wallet, ledger_call, service_call, sign_in
+from products.payments.service import OperatorDraft
+from tests.payments.conftest import OPERATORS, bank_config, fund_wallet, ledger_call, service_call, sign_in
 from tests.payments.test_reconciliation_files import LAUGHS, XXE
 
 BOTH = pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
@@ -293,3 +294,21 @@ def test_a_bank_never_matches_or_resolves_another_banks_payments(make_sceneos) -
     with pytest.raises(NotFound):
         in_bank2(lambda svc: svc.exceptions(run.run_no))
     assert recon(app, lambda svc: svc.get_exception(first.exception_no)).resolution is None
+
+
+def test_the_write_off_accounts_come_from_configuration(make_sceneos) -> None:
+    accounts = {"recon_clearing_account": "gl:1131:alipay_clearing", "recon_write_off_account": "gl:6711:recon_loss"}
+    app = make_sceneos(bank_config(**accounts))
+    for employee_no, name, role, pin in OPERATORS:
+        service_call(app, lambda svc, e=employee_no, n=name, r=role, p=pin: svc.add_operator(
+            OperatorDraft(employee_no=e, merchant_id="station1", name=n, role=r, pin=p)))
+    n = take_payments(app, {"P1": 10_000})
+    content = HEADER + f"C1,{n['P1']},99.00,CNY,SUCCESS,\n"
+    run, _ = recon(app, lambda svc: svc.receive(DAY, content.encode(), "csv", file_name="f.csv", actor="ops"))
+    [short] = recon(app, lambda svc: svc.exceptions(run.run_no))
+    recon(app, lambda svc: svc.resolve(short.exception_no, "write_off", "ops", "short settlement"))
+    loss = ledger_call(app, lambda ledger: ledger.balance("gl:6711:recon_loss"))
+    clearing = ledger_call(app, lambda ledger: ledger.balance("gl:1131:alipay_clearing"))
+    assert (loss.debits_posted_minor, clearing.credits_posted_minor) == (100, 100)
+    with pytest.raises(Exception, match="recon_clearing_account and recon_write_off_account must be different"):
+        make_sceneos(bank_config(recon_clearing_account="gl:x", recon_write_off_account="gl:x"))
