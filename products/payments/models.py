@@ -264,7 +264,9 @@ class ReconException(TenantOwned, Base):
     exception_no: Mapped[str] = mapped_column(String(64))
     run_id: Mapped[int]
     kind: Mapped[str] = mapped_column(String(24))
+    # The payment the difference is about; for a refund, the refunded payment (and ``refund_no``).
     payment_no: Mapped[str | None] = mapped_column(String(40))
+    refund_no: Mapped[str | None] = mapped_column(String(40))
     line_no: Mapped[int | None]
     channel_ref: Mapped[str | None] = mapped_column(String(64))
     our_amount_minor: Mapped[int | None] = mapped_column(BigInteger)

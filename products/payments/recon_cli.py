@@ -82,7 +82,8 @@ def _exceptions_table(rows: list[ReconExceptionView]) -> Table:
         theirs = " ".join(filter(None, [_money(e.channel_amount_minor, e.channel_currency), e.channel_status]))
         currency = e.our_currency or e.channel_currency
         resolution = f"{e.resolution} by {e.resolved_by}" if e.resolution else "open"
-        table.add_row(e.exception_no, e.kind, e.payment_no or "", e.channel_ref or "", ours, theirs,
+        subject = f"{e.refund_no} (refund of {e.payment_no})" if e.refund_no else e.payment_no or ""
+        table.add_row(e.exception_no, e.kind, subject, e.channel_ref or "", ours, theirs,
                       _money(e.difference_minor, currency), resolution)
     return table
 

@@ -1,12 +1,13 @@
-"""Daily reconciliation of our card-less payments (QR and payment code) against the acquiring
-channel's statement file, with exceptions resolved once each by a named user and an audit trail.
+"""Daily reconciliation of our card-less payments (QR and payment code) and their refunds against
+the acquiring channel's statement file, with exceptions resolved once each by a named user and an
+audit trail.
 
 One unit of work per call. A file is *received* (parsed in full, refused as a whole if malformed,
 its lines stored in ``payments_recon_lines`` with one bulk insert: ``COPY`` on PostgreSQL, one
 ``executemany`` on SQLite) and *reconciled* by a fixed number of set-based statements, whatever
-the number of lines: two ``INSERT ... SELECT`` (the file's lines left-joined to our payments; our
-payments of the day the file does not list) and two counting queries. No
-statement is issued per line. See ``docs/reconciliation.md``.
+the number of lines: four ``INSERT ... SELECT`` (the file's credits left-joined to our payments,
+its debits to our refunds; our payments and refunds of the day the file does not list) and three
+counting queries. No statement is issued per line. See ``docs/reconciliation.md``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from core.errors import Conflict, NotFound, ValidationFailed
 from core.modules import JobSpec
 from core.tenancy import UnitOfWork
 from infra.ledger import EntryDraft, Ledger, OwnerType, Posting
-from products.payments.models import Payment, ReconAudit, ReconException, ReconLine, ReconRun
+from products.payments.models import Payment, ReconAudit, ReconException, ReconLine, ReconRun, Refund
 from products.payments.recon_files import FORMATS, StatementLine, parse_statement
 from products.payments.service import new_no
 from products.payments.settings import PaymentsSettings
@@ -106,6 +107,7 @@ class ReconExceptionView:
     resolution_note: str | None
     ledger_entry_id: str | None
     fixed_by_run_no: str | None
+    refund_no: str | None = None
 
 
 @dataclass(frozen=True)
@@ -200,55 +202,90 @@ class ReconciliationService:
         return done
 
     def _reconcile(self, run: ReconRun, actor: str) -> None:
-        """Match the run's lines against our payments with set-based statements (see module doc)."""
+        """Match the run's lines against our payments and refunds with set-based statements (see
+        module doc): a credit record against the payment it names, a debit record against the
+        refund it names."""
         tenant_id = self.tenant.id
         lines, pay, exc = ReconLine.__table__, Payment.__table__, ReconException.__table__
+        ref = Refund.__table__
         start, end = self._day_window(run.business_date)
         completed = func.coalesce(pay.c.completed_at, pay.c.created_at)
         ours_of_day = and_(pay.c.tenant_id == tenant_id, pay.c.tender != "cash", completed >= start, completed < end)
+        refunds_of_day = and_(ref.c.tenant_id == tenant_id, ref.c.tender != "cash", ref.c.created_at >= start,
+                              ref.c.created_at < end)
         run_lines = and_(lines.c.tenant_id == tenant_id, lines.c.run_id == run.id)
+        credit, debit = lines.c.amount_minor >= 0, lines.c.amount_minor < 0
         joins_payment = and_(pay.c.tenant_id == tenant_id, pay.c.payment_no == lines.c.payment_ref,
                              pay.c.tender != "cash")
         settled_line = case((lines.c.status == "succeeded", lines.c.amount_minor), else_=0)
         settled_ours = case((pay.c.status == "succeeded", pay.c.amount_minor), else_=0)
-        columns = ["tenant_id", "exception_no", "run_id", "kind", "payment_no", "line_no", "channel_ref",
+        columns = ["tenant_id", "exception_no", "run_id", "kind", "payment_no", "refund_no", "line_no", "channel_ref",
                    "our_amount_minor", "our_currency", "our_status", "channel_amount_minor", "channel_currency",
                    "channel_status", "difference_minor"]
+        line_no = literal(f"{run.run_no}-L", String) + cast(lines.c.line_no, String)
 
-        # 1. Every line of the file, left-joined to our non-cash payment of that number: a duplicate
-        #    line, a line naming no payment of ours, or a pair that differs is an exception.
-        kind = case(
-            (lines.c.duplicate, "duplicate_in_channel"),
-            (pay.c.id.is_(None), "missing_in_ours"),
-            (lines.c.currency != pay.c.currency, "currency_mismatch"),
-            (lines.c.status != pay.c.status, "status_mismatch"),
-            (lines.c.amount_minor > pay.c.amount_minor, "amount_over"),
-            else_="amount_under",
-        )
-        difference = case(
-            (or_(lines.c.duplicate, pay.c.id.is_(None)), settled_line),
-            (lines.c.currency != pay.c.currency, null()),
-            else_=settled_line - settled_ours,
-        )
-        differs = or_(lines.c.duplicate, pay.c.id.is_(None), lines.c.currency != pay.c.currency,
-                      lines.c.status != pay.c.status, lines.c.amount_minor != pay.c.amount_minor)
+        def line_exceptions(ours_id: Any, amount: Any, currency: Any, status: Any, settled: Any) -> tuple[Any, ...]:
+            """The kind, difference and condition of a record against its counterpart of ours."""
+            kind = case(
+                (lines.c.duplicate, "duplicate_in_channel"),
+                (ours_id.is_(None), "missing_in_ours"),
+                (lines.c.currency != currency, "currency_mismatch"),
+                (lines.c.status != status, "status_mismatch"),
+                (lines.c.amount_minor > amount, "amount_over"),
+                else_="amount_under",
+            )
+            difference = case(
+                (or_(lines.c.duplicate, ours_id.is_(None)), settled_line),
+                (lines.c.currency != currency, null()),
+                else_=settled_line - settled,
+            )
+            differs = or_(lines.c.duplicate, ours_id.is_(None), lines.c.currency != currency,
+                          lines.c.status != status, lines.c.amount_minor != amount)
+            return kind, difference, differs
+
+        # 1. Every credit record of the file, left-joined to our non-cash payment of that number: a
+        #    duplicate record, one naming no payment of ours, or a pair that differs is an exception.
+        kind, difference, differs = line_exceptions(pay.c.id, pay.c.amount_minor, pay.c.currency, pay.c.status,
+                                                    settled_ours)
         self.session.execute(insert(exc).from_select(columns, select(
-            literal(tenant_id), literal(f"{run.run_no}-L", String) + cast(lines.c.line_no, String), literal(run.id),
-            kind, pay.c.payment_no, lines.c.line_no, lines.c.channel_ref, pay.c.amount_minor, pay.c.currency,
-            pay.c.status, lines.c.amount_minor, lines.c.currency, lines.c.status, difference,
-        ).select_from(lines.outerjoin(pay, joins_payment)).where(run_lines, differs)))
+            literal(tenant_id), line_no, literal(run.id), kind, pay.c.payment_no, null(), lines.c.line_no,
+            lines.c.channel_ref, pay.c.amount_minor, pay.c.currency, pay.c.status, lines.c.amount_minor,
+            lines.c.currency, lines.c.status, difference,
+        ).select_from(lines.outerjoin(pay, joins_payment)).where(run_lines, credit, differs)))
 
-        # 2. Our payments of the day that the file does not list.
-        listed = exists().where(run_lines, ~lines.c.duplicate, lines.c.payment_ref == pay.c.payment_no)
+        # 1b. Every debit record, left-joined to our non-cash refund of that number (and the refunded
+        #     payment, for the currency). A refund is done when recorded: ours is -amount, succeeded.
+        #     A debit naming no refund (a chargeback naming the payment, a fee) is missing in ours.
+        joins_refund = and_(ref.c.tenant_id == tenant_id, ref.c.refund_no == lines.c.payment_ref, ref.c.tender != "cash")
+        refunded = and_(pay.c.tenant_id == tenant_id, pay.c.payment_no == ref.c.payment_no)
+        our_debit = -ref.c.amount_minor
+        kind, difference, differs = line_exceptions(ref.c.id, our_debit, pay.c.currency, literal("succeeded"),
+                                                    our_debit)
+        self.session.execute(insert(exc).from_select(columns, select(
+            literal(tenant_id), line_no, literal(run.id), kind, ref.c.payment_no, ref.c.refund_no, lines.c.line_no,
+            lines.c.channel_ref, our_debit, pay.c.currency,
+            case((ref.c.id.is_(None), null()), else_=literal("succeeded")), lines.c.amount_minor, lines.c.currency,
+            lines.c.status, difference,
+        ).select_from(lines.outerjoin(ref, joins_refund).outerjoin(pay, refunded)).where(run_lines, debit, differs)))
+
+        # 2. Our payments and refunds of the day that the file does not list.
+        listed = exists().where(run_lines, credit, ~lines.c.duplicate, lines.c.payment_ref == pay.c.payment_no)
         self.session.execute(insert(exc).from_select(columns, select(
             literal(tenant_id), literal(f"{run.run_no}-P", String) + pay.c.payment_no, literal(run.id),
-            literal("missing_in_channel"), pay.c.payment_no, null(), null(), pay.c.amount_minor, pay.c.currency,
-            pay.c.status, null(), null(), null(), -settled_ours,
+            literal("missing_in_channel"), pay.c.payment_no, null(), null(), null(), pay.c.amount_minor,
+            pay.c.currency, pay.c.status, null(), null(), null(), -settled_ours,
         ).where(ours_of_day, pay.c.status.in_(EXPECTED_STATUSES), ~listed)))
+        refund_listed = exists().where(run_lines, debit, ~lines.c.duplicate, lines.c.payment_ref == ref.c.refund_no)
+        self.session.execute(insert(exc).from_select(columns, select(
+            literal(tenant_id), literal(f"{run.run_no}-R", String) + ref.c.refund_no, literal(run.id),
+            literal("missing_in_channel"), ref.c.payment_no, ref.c.refund_no, null(), null(), -ref.c.amount_minor,
+            pay.c.currency, literal("succeeded"), null(), null(), null(), ref.c.amount_minor,
+        ).select_from(ref.join(pay, refunded)).where(refunds_of_day, ~refund_listed)))
 
         # Counts: our expected payments and the exceptions by kind; every other line is a match.
         our_count = self.session.execute(select(func.count()).select_from(pay).where(
             ours_of_day, pay.c.status.in_(EXPECTED_STATUSES))).scalar_one()
+        our_count += self.session.execute(select(func.count()).select_from(ref).where(refunds_of_day)).scalar_one()
         by_kind = dict(self.session.execute(select(exc.c.kind, func.count()).where(
             exc.c.tenant_id == tenant_id, exc.c.run_id == run.id).group_by(exc.c.kind)).all())
         summary = {k: int(by_kind.get(k, 0)) for k in KINDS}
@@ -334,7 +371,8 @@ class ReconciliationService:
         entry_id = f"recon:writeoff:{row.exception_no}"
         ledger.post(EntryDraft(entry_id, postings, description=f"Reconciliation write-off ({row.kind})",
                                metadata={"run_no": run.run_no, "exception_no": row.exception_no, "kind": row.kind,
-                                         "payment_no": row.payment_no, "channel_ref": row.channel_ref,
+                                         "payment_no": row.payment_no, "refund_no": row.refund_no,
+                                         "channel_ref": row.channel_ref,
                                          "approved_by": actor}))
         return entry_id
 
@@ -347,8 +385,12 @@ class ReconciliationService:
             raise NotFound(f"no reconciliation run {later_run_no!r}")
         if later.business_date != run.business_date or later.id <= run.id or later.status != "reconciled":
             raise NotFixed(f"run {later_run_no} is not a later reconciled file of {run.business_date}")
-        key = (ReconException.payment_no == row.payment_no if row.payment_no is not None
-               else and_(ReconException.payment_no.is_(None), ReconException.channel_ref == row.channel_ref))
+        if row.refund_no is not None:
+            key = ReconException.refund_no == row.refund_no
+        elif row.payment_no is not None:
+            key = and_(ReconException.payment_no == row.payment_no, ReconException.refund_no.is_(None))
+        else:
+            key = and_(ReconException.payment_no.is_(None), ReconException.channel_ref == row.channel_ref)
         still = self.session.scalars(select(ReconException.exception_no).where(
             ReconException.run_id == later.id, key).limit(1)).first()
         if still is not None:
@@ -398,16 +440,19 @@ class ReconciliationService:
     # --- internals -------------------------------------------------------------------------------
 
     def _store_lines(self, run_id: int, lines: Sequence[StatementLine]) -> None:
-        """One bulk insert of the parsed lines, flagging a second line for the same payment."""
-        seen: set[str] = set()
+        """One bulk insert of the parsed lines, flagging a second credit for the same payment or a
+        second debit for the same refund (a credit and a debit naming one number are two records:
+        a payment and its chargeback)."""
+        seen: set[tuple[str, bool]] = set()
         tenant_id = self.tenant.id
 
-        def duplicate(ref: str | None) -> bool:
+        def duplicate(ref: str | None, amount_minor: int) -> bool:
             if ref is None:
                 return False
-            if ref in seen:
+            key = (ref, amount_minor < 0)
+            if key in seen:
                 return True
-            seen.add(ref)
+            seen.add(key)
             return False
 
         conn = self.session.connection()
@@ -432,7 +477,7 @@ class ReconciliationService:
                 for first in range(0, len(lines), 50_000):
                     copy.write("".join(
                         f"{prefix}{line[0]}\t{line[1]}\t{line[2] or null_text}\t{line[3]}\t{line[4]}\t{line[5]}\t"
-                        f"{booked(line[6])}\t{'t' if duplicate(line[2]) else 'f'}\n"
+                        f"{booked(line[6])}\t{'t' if duplicate(line[2], line[3]) else 'f'}\n"
                         for line in lines[first:first + 50_000]))
             # Fresh statistics, or the planner sizes the matching joins for an empty table.
             cursor.execute("ANALYZE payments_recon_lines")
@@ -450,7 +495,8 @@ class ReconciliationService:
             return found
 
         rows = ((tenant_id, run_id, line.line_no, line.channel_ref, line.payment_ref, line.amount_minor,
-                 line.currency, line.status, booked(line.booked_at), duplicate(line.payment_ref)) for line in lines)
+                 line.currency, line.status, booked(line.booked_at), duplicate(line.payment_ref, line.amount_minor))
+                for line in lines)
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         cursor.executemany(f"INSERT INTO payments_recon_lines ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         cursor.close()
@@ -492,7 +538,7 @@ class ReconciliationService:
                                   row.our_amount_minor, row.our_currency, row.our_status, row.channel_amount_minor,
                                   row.channel_currency, row.channel_status, row.difference_minor, row.resolution,
                                   row.resolved_by, row.resolved_at, row.resolution_note, row.ledger_entry_id,
-                                  row.fixed_by_run_no)
+                                  row.fixed_by_run_no, row.refund_no)
 
 
 def _check_actor(actor: str) -> None:

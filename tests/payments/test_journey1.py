@@ -315,13 +315,17 @@ def settle_the_day(app, day: Day, sim_clock) -> None:
 
 def channel_records(day: Day) -> list[tuple[str, str, str, str]]:
     """The channel's view of the day's QR and code payments: (channel_ref, payment_no, amount,
-    booked_at), leaving out the code payment k2 and with q2 settled at 80.00 instead of 88.00."""
+    booked_at), leaving out the code payment k2 and with q2 settled at 80.00 instead of 88.00, and
+    the refund of q1 as a debit naming the refund."""
     records = []
     for n, key in enumerate(("q1", "k1", "q2", "q3"), start=1):
         payment = day.payments[key]
         amount = "80.00" if key == "q2" else f"{Decimal(payment['amount_minor']).scaleb(-2):f}"
         booked = datetime.fromisoformat(payment["completed_at"]).astimezone(SHANGHAI).isoformat()
         records.append((f"CH2026010100000{n}", payment["payment_no"], amount, booked))
+    refund = day.payments["refund"]
+    booked = datetime.fromisoformat(refund["created_at"]).astimezone(SHANGHAI).isoformat()
+    records.append(("CH20260101000005", refund["refund_no"], f"-{Decimal(refund['amount_minor']).scaleb(-2):f}", booked))
     return records
 
 
@@ -336,7 +340,8 @@ def channel_csv(records) -> bytes:
 
 def channel_camt053(records) -> bytes:
     entries = "".join(
-        f"<Ntry><NtryRef>{n}</NtryRef><Amt Ccy=\"CNY\">{amount}</Amt><CdtDbtInd>CRDT</CdtDbtInd>"
+        f"<Ntry><NtryRef>{n}</NtryRef><Amt Ccy=\"CNY\">{amount.lstrip('-')}</Amt>"
+        f"<CdtDbtInd>{'DBIT' if amount.startswith('-') else 'CRDT'}</CdtDbtInd>"
         f"<Sts><Cd>BOOK</Cd></Sts><BookgDt><DtTm>{booked}</DtTm></BookgDt><AcctSvcrRef>{ref}</AcctSvcrRef>"
         f"<NtryDtls><TxDtls><Refs><EndToEndId>{payment_no}</EndToEndId></Refs></TxDtls></NtryDtls></Ntry>"
         for n, (ref, payment_no, amount, booked) in enumerate(records, start=1))
@@ -354,9 +359,10 @@ def reconcile_the_day(app, day: Day, sim_clock) -> None:
     for fmt, content in (("csv", channel_csv(records)), ("camt053", channel_camt053(records))):
         run = ok(bank.post(f"{BASE}/recon/files", content=content, params={
             "date": DAY.isoformat(), "format": fmt, "file_name": f"acq-20260101.{fmt}", "actor": "ops.wang"}), 201)
-        # Five payments of ours expected (the expired QR and cash are not); four records; three match.
+        # Five payments of ours expected (the expired QR and cash are not) and the refund; five
+        # records (the refund a debit naming it); four match.
         assert (run["status"], run["line_count"], run["our_count"], run["matched_count"], run["exception_count"]) == (
-            "reconciled", 4, 5, 3, 2), run
+            "reconciled", 5, 6, 4, 2), run
         assert {k: v for k, v in run["summary"].items() if v} == {"missing_in_channel": 1, "amount_under": 1}
         found = {e["kind"]: e for e in ok(bank.get(f"{BASE}/recon/runs/{run['run_no']}/exceptions"))}
         assert set(found) == {"missing_in_channel", "amount_under"}

@@ -22,7 +22,15 @@ from products.payments.reconciliation import (
     ReconciliationService,
 )
 from products.payments.service import OperatorDraft
-from tests.payments.conftest import OPERATORS, bank_config, fund_wallet, ledger_call, service_call, sign_in
+from tests.payments.conftest import (
+    OPERATORS,
+    approve,
+    bank_config,
+    fund_wallet,
+    ledger_call,
+    service_call,
+    sign_in,
+)
 from tests.payments.test_reconciliation_files import LAUGHS, XXE
 
 BOTH = pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
@@ -312,3 +320,45 @@ def test_the_write_off_accounts_come_from_configuration(make_sceneos) -> None:
     assert (loss.debits_posted_minor, clearing.credits_posted_minor) == (100, 100)
     with pytest.raises(Exception, match="recon_clearing_account and recon_write_off_account must be different"):
         make_sceneos(bank_config(recon_clearing_account="gl:x", recon_write_off_account="gl:x"))
+
+
+@BOTH
+def test_refunds_are_reconciled_against_the_channels_debits(station, sim_clock) -> None:
+    n = take_payments(station, {"P1": 10_000, "P2": 5_000, "P3": 2_000})
+    supervisor = approve(station)
+    refunds = {key: service_call(station, lambda svc, k=key, a=amount: svc.refund(n[k], a, supervisor, f"rf-{k}"))
+               for key, amount in (("P1", 4_000), ("P2", 1_000), ("P3", 2_000))}
+    r1, r2, r3 = (refunds[k].refund_no for k in ("P1", "P2", "P3"))
+    # The channel debits the first refund in full, the second at 9.00 instead of 10.00, leaves out
+    # the third, and debits a chargeback naming the first payment (no refund of ours).
+    content = HEADER + (f"C1,{n['P1']},100.00,CNY,SUCCESS,\nC2,{n['P2']},50.00,CNY,SUCCESS,\n"
+                        f"C3,{n['P3']},20.00,CNY,SUCCESS,\nC4,{r1},-40.00,CNY,SUCCESS,\n"
+                        f"C5,{r2},-9.00,CNY,SUCCESS,\nC6,{n['P1']},-3.00,CNY,SUCCESS,\n")
+    run, _ = recon(station, lambda svc: svc.receive(DAY, content.encode(), "csv", file_name="f.csv", actor="ops"))
+    assert (run.line_count, run.our_count, run.matched_count) == (6, 6, 4)
+    found = {(e.kind, e.refund_no): e for e in recon(station, lambda svc: svc.exceptions(run.run_no))}
+    assert set(found) == {("amount_over", r2), ("missing_in_channel", r3), ("missing_in_ours", None)}
+    over = found[("amount_over", r2)]  # the channel took back less than we refunded
+    assert (over.payment_no, over.our_amount_minor, over.channel_amount_minor, over.difference_minor) == (
+        n["P2"], -1_000, -900, 100)
+    missing = found[("missing_in_channel", r3)]
+    assert missing.exception_no == f"{run.run_no}-R{r3}" and missing.payment_no == n["P3"]
+    assert (missing.our_amount_minor, missing.our_status, missing.difference_minor) == (-2_000, "succeeded", 2_000)
+    chargeback = found[("missing_in_ours", None)]
+    assert (chargeback.channel_ref, chargeback.difference_minor) == ("C6", -300)
+    # The refund the channel has not debited is money it still owes us: written off as a surplus.
+    recon(station, lambda svc: svc.resolve(missing.exception_no, "write_off", "ops", "refund never debited"))
+    clearing = ledger_call(station, lambda ledger: ledger.balance(CLEARING_ACCOUNT))
+    assert (clearing.debits_posted_minor, clearing.credits_posted_minor) == (2_000, 0)
+    # A corrected file debits the second refund right and lists the third: they are fixed by it.
+    corrected = content.replace(f"C5,{r2},-9.00", f"C5,{r2},-10.00") + f"C7,{r3},-20.00,CNY,SUCCESS,\n"
+    later, _ = recon(station, lambda svc: svc.receive(DAY, corrected.encode(), "csv", file_name="g.csv", actor="ops"))
+    assert {(e.kind, e.refund_no) for e in recon(station, lambda svc: svc.exceptions(later.run_no))} == {
+        ("missing_in_ours", None)}
+    fixed = recon(station, lambda svc: svc.resolve(over.exception_no, "fixed", "ops", "corrected file",
+                                                   later_run_no=later.run_no))
+    assert fixed.fixed_by_run_no == later.run_no
+    # The chargeback is still there in the later file: not fixed.
+    with pytest.raises(NotFixed):
+        recon(station, lambda svc: svc.resolve(chargeback.exception_no, "fixed", "ops", "x", later_run_no=later.run_no))
+    assert ledger_call(station, lambda ledger: ledger.verify()) == []
