@@ -730,6 +730,12 @@ _PG_LOCK_BALANCES = """
     ORDER BY account_id
     FOR NO KEY UPDATE
 """
+_PG_LOCK_BALANCE = """
+    SELECT account_id, debits_posted_minor, credits_posted_minor, debits_pending_minor, credits_pending_minor
+    FROM ledger_balances
+    WHERE tenant_id = %(tenant)s AND account_id = %(id)s
+    FOR NO KEY UPDATE
+"""
 # Lists of keys are looked up one key at a time (LATERAL ... OFFSET 0: equality on every column of
 # a unique key, which no planner passes over), not with ``IN``/``= ANY``: on a table without
 # statistics yet, PostgreSQL scans the whole tenant through the key's ``tenant_id`` prefix instead.
@@ -796,6 +802,56 @@ _PG_WRITE_NEW = """
     )
     SELECT id, entry_id FROM new_entries
 """
+
+
+@functools.lru_cache(maxsize=256)
+def _pg_write_one(postings: int, pending: bool, balances: int) -> str:
+    """``_PG_WRITE_NEW`` for one entry of ``postings`` postings, a status row if ``pending``, and
+    ``balances`` balance rows, with one plain parameter per value (``Ledger._write_one_pg``). One
+    text per shape, so psycopg and the server prepare each once. The same guarantees: nothing at
+    all is written if the entry's id exists (the postings, status row and balances hang on the
+    entry's insert), postings in the order given."""
+    values = ", ".join(
+        f"({i}, %(a{i})s::bigint, %(s{i})s, %(m{i})s::bigint, %(c{i})s)" for i in range(postings)
+    )
+    sql = f"""
+    WITH new_entries AS (
+        INSERT INTO ledger_entries (tenant_id, entry_id, kind, description, entry_metadata, fingerprint,
+                                    created_at)
+        VALUES (%(tenant)s, %(entry_id)s, %(kind)s, %(description)s, %(metadata)s::json, %(fingerprint)s,
+                %(now)s)
+        ON CONFLICT (tenant_id, entry_id) DO NOTHING
+        RETURNING id, entry_id
+    ), new_postings AS (
+        INSERT INTO ledger_postings (tenant_id, entry_pk, account_id, side, amount_minor, currency, pending,
+                                     created_at)
+        SELECT %(tenant)s, e.id, v.account_id, v.side, v.amount, v.currency, %(pending)s, %(now)s
+        FROM new_entries AS e, (VALUES {values}) AS v(ord, account_id, side, amount, currency)
+        ORDER BY v.ord
+    )"""
+    if pending:
+        sql += """, new_status AS (
+        INSERT INTO ledger_pendings (tenant_id, entry_pk, status, expires_at, created_at)
+        SELECT %(tenant)s, e.id, 'pending', %(expires_at)s::timestamptz, %(now)s FROM new_entries AS e
+    )"""
+    if balances:
+        rows = ", ".join(
+            f"(%(b{i})s::bigint, %(b{i}dp)s::bigint, %(b{i}cp)s::bigint, %(b{i}dpend)s::bigint, "
+            f"%(b{i}cpend)s::bigint)"
+            for i in range(balances)
+        )
+        sql += f""", new_balances AS (
+        UPDATE ledger_balances AS b
+        SET debits_posted_minor = v.dp, credits_posted_minor = v.cp, debits_pending_minor = v.dpend,
+            credits_pending_minor = v.cpend, updated_at = %(now)s
+        FROM (VALUES {rows}) AS v(account_id, dp, cp, dpend, cpend)
+        WHERE b.tenant_id = %(tenant)s AND b.account_id = v.account_id AND EXISTS (SELECT 1 FROM new_entries)
+    )"""
+    return sql + """
+    SELECT id, entry_id FROM new_entries
+"""
+
+
 # A pending entry's resolution (post or void), all its writes in one statement like
 # _PG_WRITE_NEW: the resolution entry (nothing at all if its id exists), its postings, the
 # pending's status row (locked beforehand) and the locked balance rows. No SAVEPOINT.
@@ -1509,6 +1565,8 @@ class Ledger:
         rows are conditional on its insert), so a single ``post`` needs no SAVEPOINT: one statement
         either happens entirely or fails entirely. A batch in which only some ids were new has
         written those, so it is rolled back to its SAVEPOINT and planned again."""
+        if len(new) == 1:
+            return self._write_one_pg(conn, new[0], balances, self._db_time(conn, now))
         entries: list[list[Any]] = []
         postings: list[list[Any]] = []
         pendings: list[list[Any]] = []
@@ -1529,8 +1587,6 @@ class Ledger:
             "pendings": json.dumps(pendings),
             "balances": json.dumps(self._balance_document(balances)),
         }
-        if len(new) == 1:
-            return len(self._driver_rows(conn, _PG_WRITE_NEW, params)) == 1
         try:
             with self._savepoint(conn):
                 if len(self._driver_rows(conn, _PG_WRITE_NEW, params)) != len(new):
@@ -1538,6 +1594,32 @@ class Ledger:
         except _Raced:
             return False
         return True
+
+    def _write_one_pg(
+        self, conn: Connection, n: _NewEntry, balances: Mapping[int, _Delta], now: Any
+    ) -> bool:
+        """One entry's writes: ``_PG_WRITE_NEW`` with plain parameters instead of JSON documents
+        (:func:`_pg_write_one`), the shape of the API's every ``post``. The server then plans no
+        JSON functions: about a third less of its CPU for a two-posting transfer on this machine."""
+        self._check_postings(n)
+        params: dict[str, Any] = {
+            "tenant": self.tenant_id,
+            "now": now,
+            "entry_id": n.entry_id,
+            "kind": n.kind.value,
+            "description": n.description,
+            "metadata": json.dumps(n.metadata),  # the column is JSON text: None is JSON null
+            "fingerprint": n.fingerprint,
+            "pending": n.pending,
+            "expires_at": _iso(n.expires_at),
+        }
+        for i, (acct, side, amount) in enumerate(n.planned):
+            params[f"a{i}"], params[f"s{i}"], params[f"m{i}"], params[f"c{i}"] = acct.id, side.value, amount, acct.currency
+        for i, (account_id, dp, cp, dpend, cpend) in enumerate(self._balance_document(balances)):
+            params[f"b{i}"], params[f"b{i}dp"], params[f"b{i}cp"] = account_id, dp, cp
+            params[f"b{i}dpend"], params[f"b{i}cpend"] = dpend, cpend
+        sql = _pg_write_one(len(n.planned), n.pending, len(balances))
+        return len(self._driver_rows(conn, sql, params)) == 1
 
     def _accounts_and_locks(
         self, conn: Connection, codes: Sequence[str]
@@ -1808,8 +1890,11 @@ class Ledger:
         ids = sorted({i for i in account_ids if self._account_by_id(i).constrained})
         if not ids:
             return {}
-        sql = _PG_LOCK_BALANCES if self._pg else _SQLITE_LOCK_BALANCES
-        rows = self._driver_rows(conn, sql, {"tenant": self.tenant_id, "ids": json.dumps(ids)})
+        if self._pg and len(ids) == 1:  # the common case: no JSON for the server to take apart
+            rows = self._driver_rows(conn, _PG_LOCK_BALANCE, {"tenant": self.tenant_id, "id": ids[0]})
+        else:
+            sql = _PG_LOCK_BALANCES if self._pg else _SQLITE_LOCK_BALANCES
+            rows = self._driver_rows(conn, sql, {"tenant": self.tenant_id, "ids": json.dumps(ids)})
         found = {account_id: _Delta(dp, cp, dpend, cpend) for account_id, dp, cp, dpend, cpend in rows}
         _invariant(
             len(found) == len(ids),
