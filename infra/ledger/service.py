@@ -804,6 +804,51 @@ _PG_WRITE_NEW = """
 """
 
 
+def _plain_rows(
+    params: dict[str, Any], planned: Sequence[_PlannedPosting], balances: Sequence[Sequence[int]]
+) -> None:
+    """Add the parameters :func:`_pg_postings_cte` and :func:`_pg_balances_cte` name to ``params``."""
+    for i, (acct, side, amount) in enumerate(planned):
+        params[f"a{i}"], params[f"s{i}"], params[f"m{i}"], params[f"c{i}"] = acct.id, side.value, amount, acct.currency
+    for i, (account_id, dp, cp, dpend, cpend) in enumerate(balances):
+        params[f"b{i}"], params[f"b{i}dp"], params[f"b{i}cp"] = account_id, dp, cp
+        params[f"b{i}dpend"], params[f"b{i}cpend"] = dpend, cpend
+
+
+def _pg_postings_cte(postings: int, entry: str, pending: str) -> str:
+    """The ``new_postings`` CTE of the plain-parameter statements: ``postings`` rows (parameters
+    ``a<i>``, ``s<i>``, ``m<i>``, ``c<i>``: account id, side, amount, currency) under the entry the
+    CTE ``entry`` inserted, in the order given."""
+    values = ", ".join(
+        f"({i}, %(a{i})s::bigint, %(s{i})s, %(m{i})s::bigint, %(c{i})s)" for i in range(postings)
+    )
+    return f"""new_postings AS (
+        INSERT INTO ledger_postings (tenant_id, entry_pk, account_id, side, amount_minor, currency, pending,
+                                     created_at)
+        SELECT %(tenant)s, e.id, v.account_id, v.side, v.amount, v.currency, {pending}, %(now)s
+        FROM {entry} AS e, (VALUES {values}) AS v(ord, account_id, side, amount, currency)
+        ORDER BY v.ord
+    )"""
+
+
+def _pg_balances_cte(balances: int, entry: str) -> str:
+    """The ``new_balances`` CTE of the plain-parameter statements: the new values of ``balances``
+    locked rows (parameters ``b<i>``, ``b<i>dp``, ``b<i>cp``, ``b<i>dpend``, ``b<i>cpend``), written
+    only if the CTE ``entry`` inserted its entry."""
+    rows = ", ".join(
+        f"(%(b{i})s::bigint, %(b{i}dp)s::bigint, %(b{i}cp)s::bigint, %(b{i}dpend)s::bigint, %(b{i}cpend)s::bigint)"
+        for i in range(balances)
+    )
+    return f"""new_balances AS (
+        UPDATE ledger_balances AS b
+        SET debits_posted_minor = v.dp, credits_posted_minor = v.cp, debits_pending_minor = v.dpend,
+            credits_pending_minor = v.cpend, updated_at = %(now)s
+        FROM (VALUES {rows}) AS v(account_id, dp, cp, dpend, cpend)
+        WHERE b.tenant_id = %(tenant)s AND b.account_id = v.account_id AND EXISTS (SELECT 1 FROM {entry})
+        RETURNING b.account_id
+    )"""
+
+
 @functools.lru_cache(maxsize=256)
 def _pg_write_one(postings: int, pending: bool, balances: int) -> str:
     """``_PG_WRITE_NEW`` for one entry of ``postings`` postings, a status row if ``pending``, and
@@ -811,10 +856,7 @@ def _pg_write_one(postings: int, pending: bool, balances: int) -> str:
     text per shape, so psycopg and the server prepare each once. The same guarantees: nothing at
     all is written if the entry's id exists (the postings, status row and balances hang on the
     entry's insert), postings in the order given."""
-    values = ", ".join(
-        f"({i}, %(a{i})s::bigint, %(s{i})s, %(m{i})s::bigint, %(c{i})s)" for i in range(postings)
-    )
-    sql = f"""
+    sql = """
     WITH new_entries AS (
         INSERT INTO ledger_entries (tenant_id, entry_id, kind, description, entry_metadata, fingerprint,
                                     created_at)
@@ -822,65 +864,50 @@ def _pg_write_one(postings: int, pending: bool, balances: int) -> str:
                 %(now)s)
         ON CONFLICT (tenant_id, entry_id) DO NOTHING
         RETURNING id, entry_id
-    ), new_postings AS (
-        INSERT INTO ledger_postings (tenant_id, entry_pk, account_id, side, amount_minor, currency, pending,
-                                     created_at)
-        SELECT %(tenant)s, e.id, v.account_id, v.side, v.amount, v.currency, %(pending)s, %(now)s
-        FROM new_entries AS e, (VALUES {values}) AS v(ord, account_id, side, amount, currency)
-        ORDER BY v.ord
-    )"""
+    ), """ + _pg_postings_cte(postings, "new_entries", "%(pending)s")
     if pending:
         sql += """, new_status AS (
         INSERT INTO ledger_pendings (tenant_id, entry_pk, status, expires_at, created_at)
         SELECT %(tenant)s, e.id, 'pending', %(expires_at)s::timestamptz, %(now)s FROM new_entries AS e
     )"""
     if balances:
-        rows = ", ".join(
-            f"(%(b{i})s::bigint, %(b{i}dp)s::bigint, %(b{i}cp)s::bigint, %(b{i}dpend)s::bigint, "
-            f"%(b{i}cpend)s::bigint)"
-            for i in range(balances)
-        )
-        sql += f""", new_balances AS (
-        UPDATE ledger_balances AS b
-        SET debits_posted_minor = v.dp, credits_posted_minor = v.cp, debits_pending_minor = v.dpend,
-            credits_pending_minor = v.cpend, updated_at = %(now)s
-        FROM (VALUES {rows}) AS v(account_id, dp, cp, dpend, cpend)
-        WHERE b.tenant_id = %(tenant)s AND b.account_id = v.account_id AND EXISTS (SELECT 1 FROM new_entries)
-    )"""
+        sql += ", " + _pg_balances_cte(balances, "new_entries")
     return sql + """
     SELECT id, entry_id FROM new_entries
 """
 
 
-# A pending entry's resolution (post or void), all its writes in one statement like
-# _PG_WRITE_NEW: the resolution entry (nothing at all if its id exists), its postings, the
-# pending's status row (locked beforehand) and the locked balance rows. No SAVEPOINT.
-_PG_WRITE_RESOLUTION = """
-    WITH new_entry AS (
+@functools.lru_cache(maxsize=256)
+def _pg_write_resolution(postings: int, balances: int) -> str:
+    """A pending entry's resolution (post or void) in one statement, with plain parameters like
+    :func:`_pg_write_one`: the resolution entry (nothing at all if its id exists), its postings,
+    the pending entry's status row and the balance rows. Answers, for the entry inserted, how many
+    status rows and balance rows it updated (no row: the id existed)."""
+    ctes = ["""new_entry AS (
         INSERT INTO ledger_entries (tenant_id, entry_id, kind, description, entry_metadata, fingerprint,
                                     pending_entry_pk, created_at)
         VALUES (%(tenant)s, %(entry_id)s, %(kind)s, %(description)s, %(metadata)s::json, %(fingerprint)s,
                 %(pending_pk)s, %(now)s)
         ON CONFLICT (tenant_id, entry_id) DO NOTHING
         RETURNING id
-    ), new_postings AS (
-        INSERT INTO ledger_postings (tenant_id, entry_pk, account_id, side, amount_minor, currency, pending,
-                                     created_at)
-        SELECT %(tenant)s, e.id, (u.v->>0)::bigint, u.v->>1, (u.v->>2)::bigint, u.v->>3, false, %(now)s
-        FROM jsonb_array_elements(%(postings)s::jsonb) WITH ORDINALITY AS u(v, ord)
-        CROSS JOIN new_entry AS e
-        ORDER BY u.ord
-    ), resolved AS (
+    )"""]
+    if postings:
+        ctes.append(_pg_postings_cte(postings, "new_entry", "false"))
+    ctes.append("""resolved AS (
         UPDATE ledger_pendings
         SET status = %(status)s, resolved_at = %(now)s, resolution_entry_pk = (SELECT id FROM new_entry)
         WHERE tenant_id = %(tenant)s AND entry_pk = %(pending_pk)s AND EXISTS (SELECT 1 FROM new_entry)
         RETURNING entry_pk
-    ), new_balances AS (""" + _PG_SET_BALANCES + """
-          AND EXISTS (SELECT 1 FROM new_entry)
-        RETURNING b.account_id
-    )
-    SELECT (SELECT count(*) FROM resolved), (SELECT count(*) FROM new_balances) FROM new_entry
+    )""")
+    if balances:
+        ctes.append(_pg_balances_cte(balances, "new_entry"))
+    counted = "(SELECT count(*) FROM new_balances)" if balances else "0"
+    return f"""
+    WITH {", ".join(ctes)}
+    SELECT (SELECT count(*) FROM resolved), {counted} FROM new_entry
 """
+
+
 _PG_UPDATE_BALANCES = _PG_SET_BALANCES + """
     RETURNING b.account_id
 """
@@ -1613,11 +1640,7 @@ class Ledger:
             "pending": n.pending,
             "expires_at": _iso(n.expires_at),
         }
-        for i, (acct, side, amount) in enumerate(n.planned):
-            params[f"a{i}"], params[f"s{i}"], params[f"m{i}"], params[f"c{i}"] = acct.id, side.value, amount, acct.currency
-        for i, (account_id, dp, cp, dpend, cpend) in enumerate(self._balance_document(balances)):
-            params[f"b{i}"], params[f"b{i}dp"], params[f"b{i}cp"] = account_id, dp, cp
-            params[f"b{i}dpend"], params[f"b{i}cpend"] = dpend, cpend
+        _plain_rows(params, n.planned, self._balance_document(balances))
         sql = _pg_write_one(len(n.planned), n.pending, len(balances))
         return len(self._driver_rows(conn, sql, params)) == 1
 
@@ -1854,8 +1877,8 @@ class Ledger:
         pending_entry_id: str,
         on_conflict: Callable[[], EntryResult | None],
     ) -> EntryResult:
-        """PostgreSQL: lock and check the balance rows, then ``_PG_WRITE_RESOLUTION`` (one statement
-        either happens entirely or, if the resolution's id exists, writes nothing)."""
+        """PostgreSQL: lock and check the balance rows, then :func:`_pg_write_resolution` (one
+        statement either happens entirely or, if the resolution's id exists, writes nothing)."""
         self._check_postings(new)
         new_rows = self._checked_balances(self._lock_balances(conn, deltas), deltas)
         balances = self._balance_document(new_rows)
@@ -1868,11 +1891,10 @@ class Ledger:
             "metadata": json.dumps(new.metadata),
             "fingerprint": new.fingerprint,
             "pending_pk": new.pending_entry_pk,
-            "postings": json.dumps([[acct.id, side.value, amount, acct.currency] for acct, side, amount in new.planned]),
             "status": resolved.value,
-            "balances": json.dumps(balances),
         }
-        written = self._driver_rows(conn, _PG_WRITE_RESOLUTION, params)
+        _plain_rows(params, new.planned, balances)
+        written = self._driver_rows(conn, _pg_write_resolution(len(new.planned), len(balances)), params)
         if not written:
             answer = on_conflict()
             assert answer is not None  # on_conflict answers or raises
