@@ -32,6 +32,7 @@ from products.credit_pay.lines import (
     LineAdjustmentView,
     LineService,
 )
+from products.credit_pay.remittance import PartnerPosition, RemittanceDraft, Remittances, RemittanceView
 from products.credit_pay.repayment import RepaymentDraft, RepaymentView
 from products.credit_pay.service import (
     ID_PATTERN,
@@ -148,6 +149,15 @@ class LineAdjustmentBody(BaseModel):
 def _bank_only(request: Request, what: str = "line adjustment") -> None:
     if _partner_id(request) is not None:
         raise BankOnly(f"{what} is the bank's own decision, not a partner's")
+
+
+class RemittanceBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    remittance_id: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN)
+    business_date: date
+    amount_minor: int = Field(gt=0, le=10**15)
+    currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
 
 
 class SettlementBody(BaseModel):
@@ -489,5 +499,39 @@ def router() -> APIRouter:
         _bank_only(request, "merchant settlement")
         with runtime.tenant.unit_of_work() as uow:
             return MerchantSettlements(runtime.container.service(uow=uow)).settlements(merchant_id, currency)
+
+    # --- partner remittances (products/credit_pay/remittance.py): the bank's own ----------------
+
+    @api.post("/partners/{partner_id}/remittances", status_code=201)
+    def record_remittance(
+        partner_id: str,
+        body: RemittanceBody,
+        request: Request,
+        response: Response,
+        runtime: ModuleRuntime = Depends(credit_pay),
+    ) -> RemittanceView:
+        _bank_only(request, "recording a remittance")
+        with runtime.tenant.unit_of_work() as uow:
+            draft = RemittanceDraft(partner_id=partner_id, **body.model_dump())
+            view = Remittances(runtime.container.service(uow=uow)).record(draft)
+        if not view.created:
+            response.status_code = 200
+        return view
+
+    @api.get("/partners/{partner_id}/remittances")
+    def list_remittances(
+        partner_id: str, request: Request, currency: str = "CNY", runtime: ModuleRuntime = Depends(credit_pay)
+    ) -> list[RemittanceView]:
+        _bank_only(request, "a partner's remittances")
+        with runtime.tenant.unit_of_work() as uow:
+            return Remittances(runtime.container.service(uow=uow)).remittances(partner_id, currency)
+
+    @api.get("/partners/{partner_id}/position")
+    def partner_position(
+        partner_id: str, request: Request, currency: str = "CNY", runtime: ModuleRuntime = Depends(credit_pay)
+    ) -> PartnerPosition:
+        _bank_only(request, "a partner's position")
+        with runtime.tenant.unit_of_work() as uow:
+            return Remittances(runtime.container.service(uow=uow)).position(partner_id, currency)
 
     return api

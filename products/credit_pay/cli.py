@@ -383,3 +383,73 @@ def _date(value: str) -> Any:
     except ValueError:
         console.print(f"[red]error:[/red] --date: {value!r} is not a date (YYYY-MM-DD)")
         raise typer.Exit(1) from None
+
+
+# --- partner remittances (products/credit_pay/remittance.py) --------------------------------------
+
+
+@cli.command("remit")
+def remit(
+    partner_id: str = typer.Argument(..., help="partner id"),
+    amount_minor: int = typer.Argument(..., help="amount remitted, minor units"),
+    remittance_id: str = typer.Option(..., "--id", help="the bank's id of the remittance (a retry is safe)"),
+    day: str = typer.Option(..., "--date", help="business date whose collections it pays (YYYY-MM-DD)"),
+    currency: str = typer.Option("CNY", help="currency"),
+    tenant: str = TENANT,
+    config: str | None = CONFIG,
+) -> None:
+    """Record money a partner remitted for the repayments it collected."""
+    from products.credit_pay.remittance import RemittanceDraft, Remittances
+
+    business_date = _date(day)
+
+    def call(pay: Any) -> Any:
+        draft = RemittanceDraft(
+            remittance_id=remittance_id,
+            partner_id=partner_id,
+            business_date=business_date,
+            amount_minor=amount_minor,
+            currency=currency,
+        )
+        return Remittances(pay).record(draft), Remittances(pay).position(partner_id, currency)
+
+    view, position = _in_unit_of_work(config, tenant, call)
+    state = "recorded" if view.created else "already recorded"
+    console.print(
+        f"remittance {view.remittance_id} {state}: {view.amount_minor} {view.currency} for {view.business_date} "
+        f"(collected that day {view.collected_minor}, difference {view.difference_minor}); "
+        f"{partner_id} still owes {position.outstanding_minor}"
+    )
+
+
+@cli.command("remittances")
+def remittances(
+    partner_id: str = typer.Argument(..., help="partner id"),
+    currency: str = typer.Option("CNY", help="currency"),
+    tenant: str = TENANT,
+    config: str | None = CONFIG,
+) -> None:
+    """A partner's remittances and what it still owes."""
+    from products.credit_pay.remittance import Remittances
+
+    rows, position = _in_unit_of_work(
+        config,
+        tenant,
+        lambda pay: (Remittances(pay).remittances(partner_id, currency), Remittances(pay).position(partner_id, currency)),
+    )
+    table = Table(title=f"remittances of {partner_id} ({currency})")
+    for column in ("id", "business date", "amount", "collected that day", "difference"):
+        table.add_column(column, justify="left" if column in ("id", "business date") else "right")
+    for row in rows:
+        table.add_row(
+            row.remittance_id,
+            row.business_date.isoformat(),
+            str(row.amount_minor),
+            str(row.collected_minor),
+            str(row.difference_minor),
+        )
+    console.print(table)
+    console.print(
+        f"collected {position.collected_minor}, remitted {position.remitted_minor}, "
+        f"outstanding {position.outstanding_minor}"
+    )

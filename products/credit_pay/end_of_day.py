@@ -92,8 +92,13 @@ def fee_income_account(currency: str) -> str:
     return f"credit_pay:fee_income:{currency}"
 
 
-def repayment_clearing_account(currency: str) -> str:
-    return f"credit_pay:repayment_clearing:{currency}"
+def repayment_clearing_account(currency: str, partner_id: str | None = None) -> str:
+    """Where a repayment's money is due from (asset): the bank's own channel's clearing account,
+    or, for a repayment a partner collected, that partner's (what it owes the bank until it remits:
+    remittance.py)."""
+    if partner_id is None:
+        return f"credit_pay:repayment_clearing:{currency}"
+    return f"credit_pay:repayment_clearing:{currency}:{partner_id}"
 
 
 def recoveries_account(currency: str) -> str:

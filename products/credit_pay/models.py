@@ -313,3 +313,22 @@ class CreditPayMerchantSettlement(TenantOwned, Base):
     # The ledger entry's time: the payable's balance as of an instant counts it from then.
     posted_at: Mapped[datetime]
     created_at: Mapped[datetime]
+
+
+class CreditPayRemittance(TenantOwned, Base):
+    """Money a partner remitted for the repayments it collected (remittance.py), by the bank's
+    ``remittance_id``; ``collected_minor`` is what the partner collected on ``business_date``. Never
+    updated."""
+
+    __tablename__ = "credit_pay_remittances"
+    __table_args__ = (UniqueConstraint("tenant_id", "remittance_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    remittance_id: Mapped[str] = mapped_column(String(64))
+    partner_id: Mapped[str] = mapped_column(String(64), index=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    business_date: Mapped[date] = mapped_column(Date)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    collected_minor: Mapped[int] = mapped_column(BigInteger)
+    entry_id: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime]

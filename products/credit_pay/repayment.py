@@ -2,8 +2,9 @@
 channel, idempotent on the caller's ``repayment_id``, allocated in the product's order (or the
 order a bank's plugin returns), an overpayment kept as a credit balance.
 
-One entry ``credit_pay:repayment:<repayment_id>`` moves the money: the bank's repayment clearing
-account (where the customer's funding account settles) is debited with the whole amount; each
+One entry ``credit_pay:repayment:<repayment_id>`` moves the money: a repayment clearing account
+(the bank channel's, where the customer's funding account settles, or the collecting partner's,
+which its remittances clear: remittance.py) is debited with the whole amount; each
 receivable (penalty, fee, interest, principal) is credited with its share and the credit-balance
 liability with what is left. The principal share gives the line back (line debit,
 lines-granted credit), so it can be spent again.
@@ -131,7 +132,7 @@ def repay(service: CreditPayService, draft: RepaymentDraft) -> RepaymentView:
     allocation = allocate(draft.amount_minor, balances, order)
     no, ccy = account.account_no, account.currency
     entry_id = f"credit_pay:repayment:{draft.repayment_id}"
-    postings = [Posting.debit(repayment_clearing_account(ccy), draft.amount_minor)]
+    postings = [Posting.debit(_clearing(service, ccy), draft.amount_minor)]
     for component in COMPONENTS:
         if allocation[component]:
             postings.append(Posting.credit(component_account(component, no), allocation[component]))
@@ -236,7 +237,7 @@ def _recover(service: CreditPayService, draft: RepaymentDraft, account: CreditPa
     recovered = min(draft.amount_minor, unrecovered)
     allocation = dict.fromkeys(COMPONENTS, 0) | {"recovery": recovered, "credit": draft.amount_minor - recovered}
     entry_id = f"credit_pay:repayment:{draft.repayment_id}"
-    postings = [Posting.debit(repayment_clearing_account(ccy), draft.amount_minor)]
+    postings = [Posting.debit(_clearing(service, ccy), draft.amount_minor)]
     if recovered:
         service.ledger.open_account(recoveries_account(ccy), ccy, "income")
         postings.append(Posting.credit(recoveries_account(ccy), recovered))
@@ -286,6 +287,15 @@ def _recover(service: CreditPayService, draft: RepaymentDraft, account: CreditPa
             report=bureau_report(account, cycle, "recovered", today, outstanding_minor=0),
         )
     return _view(row, created=True)
+
+
+def _clearing(service: CreditPayService, currency: str) -> str:
+    """The clearing account the repayment's money is due from: the collecting partner's, opened on
+    its first repayment, or the bank channel's."""
+    code = repayment_clearing_account(currency, service.partner_id)
+    if service.partner_id is not None:
+        service.ledger.open_account(code, currency, "asset", "partner", service.partner_id)
+    return code
 
 
 def repayments(service: CreditPayService, account_no: str) -> list[RepaymentView]:

@@ -242,6 +242,9 @@ def default_products() -> dict[str, CreditProduct]:
 
 class CreditPaySettings(ModuleSettings):
     products: dict[str, CreditProduct] = Field(default_factory=default_products, min_length=1)
+    # Where the money partners remit for the repayments they collected arrives (remittance.py): a
+    # bank asset, one per currency (``<remittance_account>:<currency>``).
+    remittance_account: str = Field(default="credit_pay:remittances_received", min_length=1, max_length=100)
 
     @model_validator(mode="after")
     def _codes(self) -> CreditPaySettings:
