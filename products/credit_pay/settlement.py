@@ -25,21 +25,22 @@ with a credit-pay purchase (one partition per merchant and currency).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import func, select, text
 
 from core.clock import day_window
 from core.errors import NotFound, ValidationFailed
 from core.modules import JobSpec
+from core.money import validate_currency
 from infra.ledger import EntryDraft, Posting, UnknownAccount
 from products.credit_pay.models import CreditPayMerchantSettlement, CreditPayPurchase
-
-if TYPE_CHECKING:
-    from products.credit_pay.service import CreditPayService
+from products.credit_pay.service import CreditPayService, merchant_account
+from products.credit_pay.settings import ID_PATTERN
 
 
 def merchant_payout_account(currency: str) -> str:
@@ -109,7 +110,7 @@ class MerchantSettlements:
         if view.amount_minor <= 0:
             return view, False
         ledger = self.pay.ledger
-        payable = _payable(currency, merchant_id)
+        payable = merchant_account(currency, merchant_id)
         ledger.open_account(merchant_payout_account(currency), currency, "liability")
         entry_id = settlement_entry_id(currency, merchant_id, day)
         posted = ledger.post(
@@ -172,7 +173,7 @@ class MerchantSettlements:
 
     def _figures(self, merchant_id: str, currency: str, day: date, end: datetime) -> SettlementView:
         try:
-            balance = self.pay.ledger.balance(_payable(currency, merchant_id), as_of=end)
+            balance = self.pay.ledger.balance(merchant_account(currency, merchant_id), as_of=end)
         except UnknownAccount:
             raise NotFound(f"no credit-pay merchant {merchant_id!r} in {currency}") from None
         # The payable's balance through the end of the day counts the settlements posted by then
@@ -221,18 +222,7 @@ class MerchantSettlements:
             self.session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
 
 
-def _payable(currency: str, merchant_id: str) -> str:
-    from products.credit_pay.service import merchant_account
-
-    return merchant_account(currency, merchant_id)
-
-
 def _check(merchant_id: str, currency: str) -> tuple[str, str]:
-    import re
-
-    from core.money import validate_currency
-    from products.credit_pay.settings import ID_PATTERN
-
     if not isinstance(merchant_id, str) or not re.match(ID_PATTERN, merchant_id):
         raise ValidationFailed(
             "merchant_id must be 1 to 64 of A-Z a-z 0-9 _ . : - (starting alphanumeric)",
