@@ -7,7 +7,8 @@ and repays it; the next statement shows the payment and no interest (the interes
 
 Journey 3: a luxury e-commerce site offers installments at checkout as a white-labelled joint
 product: its own product code (``luxe``), its own name for its users and its own plans (an
-interest-free 3-month plan, 6 months at a flat fee, 12 months of equal principal).
+interest-free 3-month plan, 6 months at a flat fee, 12 months of equal principal); at one boutique
+the 6 months are interest-free too, their fee paid by the boutique (a merchant-subsidised plan).
 
 Both play in Bank A, on the same configuration and database as the rest of the demo but on a
 simulated clock (starting 6 March 2026, noon in Shanghai) that the journey moves a month ahead, so
@@ -43,6 +44,7 @@ BANK = "bank_a"
 MAX_RUNS = 499  # resident ID sequence numbers of one birth date
 TRAVEL_APP = "travel_app"
 LUXE_MALL = "luxe_mall"
+BOUTIQUE = "luxe-boutique-12"
 # Noon in Shanghai: the business date is the 6th, the day after the billing day.
 START = datetime(2026, 3, 6, 4, 0, tzinfo=UTC)
 CONSENTED = {"income_band": "10k_20k", "occupation": "skilled", "employment_band": "4y_7y", "housing": "own"}
@@ -78,6 +80,10 @@ CREDIT_PAY_PRODUCTS: dict[str, Any] = {
             {"terms": 3, "method": "flat_fee", "period_rate_bps": 0},
             {"terms": 6, "method": "flat_fee", "period_rate_bps": 45},
             {"terms": 12, "method": "equal_principal", "period_rate_bps": 80},
+        ],
+        # The boutique's campaign: 6 months interest-free, the fee paid by the boutique.
+        "merchant_subsidised_plans": [
+            {"terms": 6, "method": "flat_fee", "period_rate_bps": 45, "merchants": [BOUTIQUE]},
         ],
     },
 }
@@ -196,8 +202,11 @@ def print_trial(console: Console, trial: Any) -> None:
     for plan in trial.plans:
         totals = sorted({i.total_minor for i in plan.installments})
         each = money(totals[0]) if len(totals) == 1 else f"{money(totals[0])} .. {money(totals[-1])}"
+        paid_by = (
+            f" (interest-free: the merchant pays {money(plan.merchant_subsidy_minor)})" if plan.subsidised_by else ""
+        )
         table.add_row(
-            f"{plan.terms} x {plan.method}, {rate(plan.period_rate_bps)} a month",
+            f"{plan.terms} x {plan.method}, {rate(plan.period_rate_bps)} a month{paid_by}",
             each,
             money(plan.total_charge_minor),
             rate(plan.annualized_rate_bps),
@@ -382,11 +391,12 @@ def play_joint_installments(app: SceneOS, console: Console) -> None:
         if activation.account is None:
             return
         no = activation.account.account_no
-        bag = buy(scene, no, f"{run}-handbag", "luxe-boutique-12", 680_000, LUXE_MALL)
+        bag = buy(scene, no, f"{run}-handbag", BOUTIQUE, 680_000, LUXE_MALL)
         console.print(
             f"Handbag, 6,800.00 CNY at checkout: {bag}; available {available(scene, no, LUXE_MALL)}"
         )
-        print_trial(console, scene.credit_pay(lambda pay: pay.trial("luxe", 680_000), LUXE_MALL))
+        trial = scene.credit_pay(lambda pay: pay.trial("luxe", 680_000, merchant_id=BOUTIQUE), LUXE_MALL)
+        print_trial(console, trial)
         plan = convert(scene, f"{run}-handbag-12", f"{run}-handbag", 12, "equal_principal", LUXE_MALL)
         console.print("The user chooses 12 months of equal principal:")
         print_schedule(console, plan)

@@ -62,6 +62,8 @@ def test_demo_shows_two_banks_and_the_plugin_acting_for_one(tmp_path: Path) -> N
     assert "annualized rate (IRR method): 12.00 %" in journey_2
     assert "Statement cpa_" in journey_2 and "-20260405" in journey_2 and "-20260505" in journey_2
     assert "│ 3 x flat_fee, 0.00 % a" in journey_3 and "0.00 % │" in journey_3  # the interest-free plan
+    # The boutique's 6 months interest-free: 6,800.00 x 0.45 % x 6 = 183.60 paid by the merchant.
+    assert "│ 6 x flat_fee, 0.00 % a" in journey_3 and "merchant pays 183.60)" in journey_3
     assert "│   12 │ 2027-03-01 │    566.74 │     4.53 │   571.27 │" in journey_3
     assert 'In the bank\'s own app the same account is "Bank A x Luxe Mall Installments"' in journey_3
 
