@@ -183,15 +183,31 @@ def repay(service: CreditPayService, draft: RepaymentDraft) -> RepaymentView:
             after = {k: balances[k] - allocation.get(k, 0) for k in COMPONENTS}
             after["credit"] = balances["credit"] + allocation["credit"]
             set_bucket(service, account, cycle, "M0", today, after)
+    row = _received(service, draft, account, allocation, today, cycle.partner_id, owed(balances) - draft.amount_minor)
+    return _view(row, created=True)
+
+
+def _received(
+    service: CreditPayService,
+    draft: RepaymentDraft,
+    account: CreditPayAccount,
+    allocation: dict[str, int],
+    today: date,
+    account_partner_id: str | None,
+    balance_minor: int,
+    **extra: int,
+) -> CreditPayRepayment:
+    """Store a repayment and publish ``credit_pay.payment.received`` (``extra``: more of the
+    event's fields)."""
     row = CreditPayRepayment(
         repayment_id=draft.repayment_id,
-        account_no=no,
+        account_no=account.account_no,
         amount_minor=draft.amount_minor,
-        currency=ccy,
+        currency=account.currency,
         partner_id=service.partner_id,
         allocation=allocation,
         business_date=today,
-        created_at=now,
+        created_at=service.uow.clock.now(),
     )
     service.session.add(row)
     service.session.flush()
@@ -199,17 +215,18 @@ def repay(service: CreditPayService, draft: RepaymentDraft) -> RepaymentView:
         "credit_pay.payment.received",
         {
             "repayment_id": draft.repayment_id,
-            "account_no": no,
+            "account_no": account.account_no,
             "amount_minor": draft.amount_minor,
-            "currency": ccy,
+            "currency": account.currency,
             "allocation": allocation,
-            "balance_minor": owed(balances) - draft.amount_minor,
-            "partner_id": service.partner_id or cycle.partner_id,
+            "balance_minor": balance_minor,
+            "partner_id": service.partner_id or account_partner_id,
             "channel": "partner" if service.partner_id else "bank",
+            **extra,
         },
-        subject=f"credit_pay_account:{no}",
+        subject=f"credit_pay_account:{account.account_no}",
     )
-    return _view(row, created=True)
+    return row
 
 
 def _recover(service: CreditPayService, draft: RepaymentDraft, account: CreditPayAccount) -> RepaymentView:
@@ -251,34 +268,11 @@ def _recover(service: CreditPayService, draft: RepaymentDraft, account: CreditPa
             metadata={"repayment_id": draft.repayment_id, "account_no": no},
         )
     )
-    row = CreditPayRepayment(
-        repayment_id=draft.repayment_id,
-        account_no=no,
-        amount_minor=draft.amount_minor,
-        currency=ccy,
-        partner_id=service.partner_id,
-        allocation=allocation,
-        business_date=today,
-        created_at=service.uow.clock.now(),
-    )
-    service.session.add(row)
-    service.session.flush()
     left = unrecovered - recovered
-    service.uow.publish(
-        "credit_pay.payment.received",
-        {
-            "repayment_id": draft.repayment_id,
-            "account_no": no,
-            "amount_minor": draft.amount_minor,
-            "currency": ccy,
-            "allocation": allocation,
-            "balance_minor": -(read_balances(service.ledger, [no])[no]["credit"]),
-            "recovered_minor": recovered,
-            "unrecovered_minor": left,
-            "partner_id": service.partner_id or cycle.partner_id,
-            "channel": "partner" if service.partner_id else "bank",
-        },
-        subject=f"credit_pay_account:{no}",
+    balance = -read_balances(service.ledger, [no])[no]["credit"]  # nothing else is owed any more
+    row = _received(
+        service, draft, account, allocation, today, cycle.partner_id, balance,
+        recovered_minor=recovered, unrecovered_minor=left,
     )
     if recovered and left == 0:
         notify(

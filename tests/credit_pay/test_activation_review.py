@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 from test_credit_pay_service import activate, config, ledger_check, register, run
+from test_lines import EventRecorder
 
-from core.hookspecs import hookimpl
 from core.testing.harness import tenant_config
 from products.credit_pay.reviews import complete_review
 from products.credit_pay.service import line_account
@@ -19,20 +19,12 @@ BOTH = pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=
 REFER = {"rules": [{"name": "manual", "expression": "true", "action": "review", "reason_code": "manual_check"}]}
 
 
-class Events:
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-
-    @hookimpl
-    def sceneos_on_event(self, event: Any) -> None:
-        self.events.append(event)
-
-    def decided(self) -> list[dict[str, Any]]:
-        return [e.payload for e in self.events if e.type == "credit_pay.activation.decided"]
+def decided(events: EventRecorder) -> list[dict[str, Any]]:
+    return [e.payload for e in events.events if e.type == "credit_pay.activation.decided"]
 
 
-def referring_app(make_sceneos: Any) -> tuple[Any, Events]:
-    events = Events()
+def referring_app(make_sceneos: Any) -> tuple[Any, EventRecorder]:
+    events = EventRecorder()
     modules = config(risk=REFER)["tenants"]["bank"]["modules"]
     app = make_sceneos(
         {"tenants": {"bank": tenant_config(modules=modules, plugins=["events"])}}, plugins={"events": events}
@@ -64,12 +56,12 @@ def test_an_approved_review_opens_the_account_with_the_granted_line(make_sceneos
     assert not done.created and done.outcome == "approve" and done.reasons == []
     assert done.account is not None and done.account.line_minor == granted
     assert done.account.available_minor == granted and done.account.status == "active"
-    assert [(p["outcome"], p.get("review_case_no")) for p in events.decided()] == [
+    assert [(p["outcome"], p.get("review_case_no")) for p in decided(events)] == [
         ("review", None),
         ("approve", case.case_no),
     ]
-    assert events.decided()[1]["partner_id"] == "travel_app"
-    assert events.decided()[1]["account_no"] == done.account.account_no
+    assert decided(events)[1]["partner_id"] == "travel_app"
+    assert decided(events)[1]["account_no"] == done.account.account_no
     tenant = app.tenant("bank")
     with tenant.unit_of_work() as uow:
         ledger = tenant.module("ledger").container.ledger(session=uow.session)
@@ -79,7 +71,7 @@ def test_an_approved_review_opens_the_account_with_the_granted_line(make_sceneos
                "status": "approved", "line_minor": granted}
     assert run(app, lambda pay: complete_review(pay, payload)) is False
     assert activate(app, customer).account.account_no == done.account.account_no
-    assert len(events.decided()) == 2
+    assert len(decided(events)) == 2
     ledger_check(app)
 
 
@@ -91,7 +83,7 @@ def test_a_declined_review_declines_the_application(make_sceneos) -> None:
     review(app, "decline", referred.decision_no, note="documents do not match")
     done = activate(app, customer)
     assert (done.outcome, done.reasons, done.account) == ("decline", ["declined_in_review"], None)
-    assert [p["outcome"] for p in events.decided()] == ["review", "decline"]
+    assert [p["outcome"] for p in decided(events)] == ["review", "decline"]
     # Another product's (or flow's) case is not ours.
     other = {"case_no": "rev_x", "decision_no": referred.decision_no, "flow": "purchase", "status": "approved"}
     assert run(app, lambda pay: complete_review(pay, other)) is False

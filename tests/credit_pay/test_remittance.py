@@ -19,11 +19,11 @@ from rich.console import Console
 from test_billing import BOTH, buy, config, ledger_check, move_to, open_account, pay, run
 from test_credit_pay_api import TRAVEL, app_config
 from test_credit_pay_cli import CONFIG
+from test_lines import EventRecorder
 from typer.testing import CliRunner
 
 from core.cli_support import open_app
 from core.errors import Conflict, NotFound, ValidationFailed
-from core.hookspecs import hookimpl
 from core.sdk import PermissionDenied
 from products.credit_pay.cli import cli
 from products.credit_pay.end_of_day import repayment_clearing_account
@@ -31,14 +31,6 @@ from products.credit_pay.remittance import RemittanceDraft, Remittances
 
 DAY1, DAY2 = date(2026, 1, 10), date(2026, 1, 11)
 
-
-class Events:
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-
-    @hookimpl
-    def sceneos_on_event(self, event: Any) -> None:
-        self.events.append(event)
 
 
 def remit(app: Any, remittance_id: str, amount_minor: int, day: date = DAY1, partner_id: str = "travel_app") -> Any:
@@ -62,7 +54,7 @@ def clearing(app: Any, partner_id: str | None) -> int:
 
 @BOTH
 def test_a_partner_owes_what_it_collected_until_it_remits(make_sceneos, sim_clock) -> None:
-    events = Events()
+    events = EventRecorder()
     app = make_sceneos(config(plugins=["events"]), plugins={"events": events})
     no = open_account(app)
     move_to(sim_clock, DAY1)

@@ -17,11 +17,11 @@ from rich.console import Console
 from test_billing import BOTH, config, ledger_check, move_to, open_account, run
 from test_credit_pay_api import TRAVEL, app_config
 from test_credit_pay_cli import CONFIG
+from test_lines import EventRecorder
 from typer.testing import CliRunner
 
 from core.cli_support import open_app
 from core.errors import NotFound, ValidationFailed
-from core.hookspecs import hookimpl
 from core.sdk import PermissionDenied
 from infra.compute import JobRunner
 from products.credit_pay.cli import cli
@@ -53,18 +53,10 @@ def ledger_figures(app: Any, merchant_id: str = "air") -> tuple[int, int]:
         )
 
 
-class Events:
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-
-    @hookimpl
-    def sceneos_on_event(self, event: Any) -> None:
-        self.events.append(event)
-
 
 @BOTH
 def test_a_days_sales_less_refunds_are_paid_out_once_the_day_has_ended(make_sceneos, sim_clock) -> None:
-    events = Events()
+    events = EventRecorder()
     app = make_sceneos(config(plugins=["events"]), plugins={"events": events})
     no = open_account(app)
     move_to(sim_clock, DAY1)

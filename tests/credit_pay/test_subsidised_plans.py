@@ -21,10 +21,10 @@ from test_credit_pay_api import TRAVEL, app_config
 from test_credit_pay_cli import CONFIG
 from test_credit_pay_service import GOOD_CONSENT, config, ledger_check, purchase, register, run
 from test_installments import bill, bought, counts, plans, product
+from test_lines import EventRecorder
 from typer.testing import CliRunner
 
 from core.cli_support import open_app
-from core.hookspecs import hookimpl
 from core.money import RoundingMode
 from core.sdk import errors as sdk_errors
 from core.testing.harness import tenant_config
@@ -267,17 +267,6 @@ def test_an_early_payoff_keeps_the_merchants_payment(make_sceneos) -> None:
     figures = ledger_figures(app, account_no)
     assert figures["receivable"] == 186_000 and figures["subsidy_income"] == SUBSIDY
     ledger_check(app)
-
-
-class EventRecorder:
-    """A bank's plugin that keeps every committed event."""
-
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-
-    @hookimpl
-    def sceneos_on_event(self, event: Any) -> None:
-        self.events.append(event)
 
 
 def test_the_created_event_names_the_merchant_and_its_subsidy(make_sceneos) -> None:
