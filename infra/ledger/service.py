@@ -160,6 +160,11 @@ MAX_ID_LENGTH = 128
 MAX_IDS_PER_STATEMENT = 10_000
 MAX_DESCRIPTION_LENGTH = 1000
 MAX_BATCH = 1000  # post_batch works through longer lists in chunks of this many entries
+# Enum members by value: a dict lookup, where calling the enum costs ~1 us (batch jobs convert a
+# few values for every account and every posting).
+_SIDES = {member.value: member for member in Side}
+_ACCOUNT_TYPES = {member.value: member for member in AccountType}
+_CONSTRAINTS = {member.value: member for member in BalanceConstraint}
 
 
 # --- inputs --------------------------------------------------------------------------------------
@@ -223,10 +228,16 @@ class Posting:
     currency: str | None = None
 
     def __post_init__(self) -> None:
-        _check_id(self.account, "posting account")
-        _check_amount(self.amount_minor, f"posting to {self.account}")
+        # The checks' messages are built only when one fails: batch jobs make postings by the
+        # hundred thousand.
+        account, amount = self.account, self.amount_minor
+        if not isinstance(account, str) or not account.strip() or len(account) > MAX_ID_LENGTH:
+            _check_id(account, "posting account")
+        if type(amount) is not int or not 0 < amount <= MAX_AMOUNT_MINOR:
+            _check_amount(amount, f"posting to {account}")
         try:
-            object.__setattr__(self, "side", Side(self.side))
+            if self.side.__class__ is not Side:  # Posting.debit/credit give a Side already
+                object.__setattr__(self, "side", Side(self.side))
         except ValueError:
             raise InvalidEntry(
                 f"posting to {self.account}: side must be 'debit' or 'credit', not {self.side!r}"
@@ -271,8 +282,10 @@ class EntryDraft:
                 f"entry {self.entry_id} has {len(postings)} posting(s); an entry needs at least 2"
             )
         object.__setattr__(self, "postings", postings)
-        _check_description(self.description, f"entry {self.entry_id}: description")
-        object.__setattr__(self, "metadata", _canonical_metadata(self.metadata, f"entry {self.entry_id}"))
+        if not isinstance(self.description, str) or len(self.description) > MAX_DESCRIPTION_LENGTH:
+            _check_description(self.description, f"entry {self.entry_id}: description")
+        if self.metadata is not None:
+            object.__setattr__(self, "metadata", _canonical_metadata(self.metadata, f"entry {self.entry_id}"))
         if not isinstance(self.pending, bool):
             raise InvalidEntry(f"entry {self.entry_id}: pending must be a bool")
         if self.expires_at is not None:
@@ -1657,8 +1670,9 @@ class Ledger:
         sql = _PG_ACCOUNTS_AND_LOCKS if self._pg else _SQLITE_ACCOUNTS_AND_BALANCES
         balances: dict[int, _Delta] = {}
         rows = self._driver_rows(conn, sql, params)
+        cache = self._cache()
         for account_id, code, currency, type_, constraint, dp, cp, dpend, cpend in rows:
-            acct = self._remember_values(account_id, code, currency, type_, constraint)
+            acct = self._remember_values(account_id, code, currency, type_, constraint, cache)
             if acct.constrained:
                 _invariant(dp is not None, f"constrained account {acct.code} has no balance row")
                 balances[acct.id] = _Delta(dp, cp, dpend, cpend)
@@ -1687,21 +1701,21 @@ class Ledger:
     @staticmethod
     def _check_postings(n: _NewEntry) -> None:
         """Last line of defence before a write (TigerBeetle-style assertions)."""
+        # The messages are built only on failure: this runs for every entry of a batch job.
         planned = n.planned
         if not planned:
-            _invariant(
-                n.kind == EntryKind.VOID_PENDING, f"entry {n.entry_id} of kind {n.kind} has no postings"
-            )
+            if n.kind != EntryKind.VOID_PENDING:
+                _invariant(False, f"entry {n.entry_id} of kind {n.kind} has no postings")
             return
-        _invariant(len(planned) >= 2, f"entry {n.entry_id} has fewer than two postings")
+        if len(planned) < 2:
+            _invariant(False, f"entry {n.entry_id} has fewer than two postings")
         net: dict[str, int] = defaultdict(int)
         for acct, side, amount in planned:
-            _invariant(
-                type(amount) is int and 0 < amount <= MAX_AMOUNT_MINOR,
-                f"entry {n.entry_id} has a non-positive or non-integer amount",
-            )
+            if type(amount) is not int or not 0 < amount <= MAX_AMOUNT_MINOR:
+                _invariant(False, f"entry {n.entry_id} has a non-positive or non-integer amount")
             net[acct.currency] += amount if side is Side.DEBIT else -amount
-        _invariant(not any(net.values()), f"entry {n.entry_id} is unbalanced: {dict(net)}")
+        if any(net.values()):
+            _invariant(False, f"entry {n.entry_id} is unbalanced: {dict(net)}")
 
     def _insert_details(
         self, conn: Connection, written: Sequence[tuple[int, _NewEntry]], now: datetime
@@ -1930,8 +1944,9 @@ class Ledger:
         sql = _PG_ACCOUNTS_AND_BALANCES if self._pg else _SQLITE_ACCOUNTS_AND_BALANCES
         rows = self._driver_rows(conn, sql, {"tenant": self.tenant_id, "codes": json.dumps(list(codes))})
         balances: dict[int, _Delta] = {}
+        cache = self._cache()
         for account_id, code, currency, type_, constraint, dp, cp, dpend, cpend in rows:
-            acct = self._remember_values(account_id, code, currency, type_, constraint)
+            acct = self._remember_values(account_id, code, currency, type_, constraint, cache)
             if acct.constrained:
                 _invariant(dp is not None, f"constrained account {acct.code} has no balance row")
                 balances[acct.id] = _Delta(dp, cp, dpend, cpend)
@@ -2260,7 +2275,7 @@ class Ledger:
             in_ids = among(_P.c.account_id, ids_all[start : start + MAX_IDS_PER_STATEMENT], conn.dialect.name)
             for stmt, is_pending in _posting_sums(in_ids, as_of):
                 for account_id, side, total in conn.execute(stmt, params):
-                    out[account_id].add(Side(side), _int(total), pending=is_pending)
+                    out[account_id].add(_SIDES[side], _int(total), pending=is_pending)
         return out
 
     # --- account internals -----------------------------------------------------------------------
@@ -2347,10 +2362,18 @@ class Ledger:
         return self._remember_values(row.id, row.code, row.currency, row.type, row.balance_constraint)
 
     def _remember_values(
-        self, account_id: int, code: str, currency: str, type_: str, constraint: str
+        self,
+        account_id: int,
+        code: str,
+        currency: str,
+        type_: str,
+        constraint: str,
+        cache: _AccountCache | None = None,
     ) -> _Acct:
-        acct = _Acct(account_id, code, currency, AccountType(type_), BalanceConstraint(constraint))
-        cache = self._cache()
+        """Cache an account read from the database (``cache``: this transaction's, when the caller
+        has it at hand for many rows)."""
+        acct = _Acct(account_id, code, currency, _ACCOUNT_TYPES[type_], _CONSTRAINTS[constraint])
+        cache = cache or self._cache()
         cache.by_code[acct.code] = acct
         cache.by_id[acct.id] = acct
         return acct
