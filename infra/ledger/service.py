@@ -1961,6 +1961,8 @@ class Ledger:
     ) -> dict[int, _Delta]:
         """New balances of the (locked) constrained accounts after ``deltas``; raises
         :class:`InsufficientFunds` for the first one (by id) that would pass its limit."""
+        if not deltas:  # an entry on unconstrained accounts only (most of a batch job's)
+            return {}
         new_rows: dict[int, _Delta] = {}
         by_id = self._cache().by_id
         for account_id in sorted(deltas):
