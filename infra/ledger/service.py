@@ -488,6 +488,12 @@ def _fingerprint(content: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+def _json_text(metadata: Mapping[str, Any] | None) -> str:
+    """An entry's metadata as the JSON text of its column: most entries have none (JSON null),
+    which needs no trip through the encoder."""
+    return "null" if metadata is None else json.dumps(metadata)
+
+
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat(timespec="microseconds")
 
@@ -1581,7 +1587,7 @@ class Ledger:
         in a SAVEPOINT (in-process on SQLite: no round trip)."""
         tenant = {"tenant": self.tenant_id, "now": self._db_time(conn, now)}
         entries = [
-            [n.entry_id, n.kind.value, n.description, json.dumps(n.metadata), n.fingerprint] for n in new
+            [n.entry_id, n.kind.value, n.description, _json_text(n.metadata), n.fingerprint] for n in new
         ]
         try:
             with self._savepoint(conn):
@@ -1622,7 +1628,7 @@ class Ledger:
             "now": self._db_time(conn, now),
             "n": len(new),
             # json.dumps of the metadata again inside the document: the column is JSON text.
-            "entries": json.dumps([[*e[:3], json.dumps(e[3]), e[4]] for e in entries]),
+            "entries": json.dumps([[*e[:3], _json_text(e[3]), e[4]] for e in entries]),
             "postings": json.dumps(postings),
             "pendings": json.dumps(pendings),
             "balances": json.dumps(self._balance_document(balances)),
@@ -1648,7 +1654,7 @@ class Ledger:
             "entry_id": n.entry_id,
             "kind": n.kind.value,
             "description": n.description,
-            "metadata": json.dumps(n.metadata),  # the column is JSON text: None is JSON null
+            "metadata": _json_text(n.metadata),
             "fingerprint": n.fingerprint,
             "pending": n.pending,
             "expires_at": _iso(n.expires_at),
@@ -1902,7 +1908,7 @@ class Ledger:
             "entry_id": new.entry_id,
             "kind": new.kind.value,
             "description": new.description,
-            "metadata": json.dumps(new.metadata),
+            "metadata": _json_text(new.metadata),
             "fingerprint": new.fingerprint,
             "pending_pk": new.pending_entry_pk,
             "status": resolved.value,
