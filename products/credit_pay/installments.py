@@ -664,6 +664,40 @@ class InstallmentService:
         self._publish("credit_pay.installment_plan.cancelled", plan)
         return self._view(plan, created=True)
 
+    def close_refunded(self, purchase_id: str) -> PlanView | None:
+        """Close the active plan of a purchase just refunded in full (``CreditPayService.refund``,
+        in its unit of work): its unbilled principal returns to the revolving receivable, where the
+        refund's credit meets it, and its unbilled installments are never billed, their charges
+        waived. What was billed stays billed. A merchant's subsidy is kept (docs/credit-pay.md).
+        None when the purchase has no active plan."""
+        plan = self.session.scalars(
+            select(CreditPayInstallmentPlan).where(
+                CreditPayInstallmentPlan.purchase_id == purchase_id, CreditPayInstallmentPlan.status == "active"
+            )
+        ).one_or_none()
+        if plan is None:
+            return None
+        rows = self._rows(plan.plan_no, status="scheduled")
+        remaining = sum(row.principal_minor for row in rows)
+        if remaining:
+            self.pay.ledger.post(
+                EntryDraft(
+                    f"credit_pay:installment_refund:{plan.plan_no}",
+                    [
+                        Posting.debit(receivable_account(plan.account_no), remaining),
+                        Posting.credit(installment_account(plan.account_no), remaining),
+                    ],
+                    description="installment plan closed: purchase refunded",
+                    metadata={"plan_no": plan.plan_no, "purchase_id": purchase_id},
+                )
+            )
+        for row in rows:
+            row.status = "refunded"
+        plan.status, plan.closed_at = "refunded", self.uow.clock.now()
+        self.session.flush()
+        self._publish("credit_pay.installment_plan.refunded", plan, principal_minor=remaining)
+        return self._view(plan, created=True)
+
     # --- queries ------------------------------------------------------------------------------
 
     def plan(self, plan_no: str) -> PlanView:

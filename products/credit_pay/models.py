@@ -129,7 +129,8 @@ class CreditPayInstallmentPlan(TenantOwned, Base):
     # how much; the customer's installments then carry none.
     subsidised_by: Mapped[str | None] = mapped_column(String(64))
     merchant_subsidy_minor: Mapped[int] = mapped_column(BigInteger, default=0)
-    # active, completed (every installment billed on schedule), paid_off (early), cancelled.
+    # active, completed (every installment billed on schedule), paid_off (early), cancelled,
+    # refunded (its purchase was refunded in full).
     status: Mapped[str] = mapped_column(String(16))
     business_date: Mapped[date] = mapped_column(Date)
     created_at: Mapped[datetime]

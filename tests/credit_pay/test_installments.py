@@ -476,3 +476,42 @@ def test_the_early_payoff_and_review_settings_are_checked_when_loaded() -> None:
         with pytest.raises(ValidationError) as refused:
             CreditProduct(name="Credit Pay", **bad)
         assert next(iter(bad)) in str(refused.value)
+
+
+@BOTH
+def test_a_purchase_refunded_in_full_closes_its_plan_and_nothing_more_is_billed(make_sceneos, sim_clock) -> None:
+    app = make_sceneos(config(product()))
+    account_no = bought(app, 186_000)
+    draft = PurchaseConversion(plan_id="inst-1", purchase_id="flight-1", terms=6, method="annuity")
+    plan = plans(app, lambda s: s.convert_purchase(draft))
+    dates = billing_dates(date(2026, 1, 1), 5, 6)
+    billed = []
+    for due_on in dates[:2]:
+        sim_clock.set(datetime(due_on.year, due_on.month, due_on.day, 1, tzinfo=sim_clock.now().tzinfo))
+        billed += bill(app, account_no, due_on)
+    billed_interest = sum(i.interest_minor for i in billed)
+    # A partial refund leaves the plan running (docs/credit-pay.md).
+    run(app, lambda pay: pay.refund("flight-1", "rf-1", 6_000))
+    assert plans(app, lambda s: s.plan(plan.plan_no)).status == "active"
+    run(app, lambda pay: pay.refund("flight-1", "rf-2", 180_000))
+    closed = plans(app, lambda s: s.plan(plan.plan_no))
+    assert closed.status == "refunded" and closed.closed_at is not None and closed.remaining_principal_minor == 0
+    assert [i.status for i in closed.installments] == ["billed", "billed"] + ["refunded"] * 4
+    # The unbilled principal went back to the revolving balance, where the refunds met it: no
+    # principal is owed any more; the plan's interest is what its two billed installments charged
+    # (the interest receivable also holds revolving interest end of day accrued meanwhile).
+    after = balances(app, account_no)
+    assert (after["receivable"], after["installment"], after["fees"]) == (0, 0, 0)
+    assert after["interest_income"] == billed_interest > 0
+    assert after["interest"] >= billed_interest
+    # A retry of the refund closes nothing twice; later statements bill nothing of the plan.
+    entries = counts(app)[2]
+    run(app, lambda pay: pay.refund("flight-1", "rf-2", 180_000))
+    assert counts(app)[2] == entries
+    third = dates[2]
+    sim_clock.set(datetime(third.year, third.month, third.day, 1, tzinfo=sim_clock.now().tzinfo))
+    assert bill(app, account_no, third) == []
+    with pytest.raises(Conflict) as closed_plan:
+        plans(app, lambda s: s.cancel(plan.plan_no))
+    assert closed_plan.value.details[0]["code"] == "plan_refunded"
+    ledger_check(app)
