@@ -318,7 +318,8 @@ class CreditPayMerchantSettlement(TenantOwned, Base):
 
 class CreditPayRemittance(TenantOwned, Base):
     """Money a partner remitted for the repayments it collected (remittance.py), by the bank's
-    ``remittance_id``; ``collected_minor`` is what the partner collected on ``business_date``. Never
+    ``remittance_id``; ``collected_minor`` is what the partner had collected on ``business_date``
+    when the remittance was recorded (a remittance for today sees today's collections so far). Never
     updated."""
 
     __tablename__ = "credit_pay_remittances"
