@@ -209,6 +209,7 @@ def _print_plan(plan: Any) -> None:
         title=f"{plan.plan_no} ({plan.source}{' ' + plan.purchase_id if plan.purchase_id else ''}): "
         f"{plan.terms} x {plan.method} on {plan.principal_minor} {plan.currency}, annualized "
         f"{plan.annualized_rate_bps} bps (IRR), {plan.status}, remaining {plan.remaining_principal_minor}"
+        + (f", refunded {plan.refunded_principal_minor}" if plan.refunded_principal_minor else "")
         + (
             f"; interest-free, merchant {plan.subsidised_by} paid {plan.merchant_subsidy_minor}"
             if plan.subsidised_by

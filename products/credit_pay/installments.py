@@ -166,6 +166,8 @@ class PlanView(BaseModel):
     subsidised_by: str | None
     merchant_subsidy_minor: int
     status: str
+    # Principal a refund of the purchase took out of the plan (reduced, or closed as refunded).
+    refunded_principal_minor: int
     remaining_principal_minor: int
     business_date: date
     created_at: datetime
@@ -495,6 +497,7 @@ class InstallmentService:
             annualized_rate_bps=priced.annualized_rate_bps,
             subsidised_by=merchant_id if subsidised is not None else None,
             merchant_subsidy_minor=subsidy,
+            refunded_principal_minor=0,
             status="active",
             business_date=today,
             created_at=now,
@@ -664,12 +667,19 @@ class InstallmentService:
         self._publish("credit_pay.installment_plan.cancelled", plan)
         return self._view(plan, created=True)
 
-    def close_refunded(self, purchase_id: str) -> PlanView | None:
-        """Close the active plan of a purchase just refunded in full (``CreditPayService.refund``,
-        in its unit of work): its unbilled principal returns to the revolving receivable, where the
+    def apply_refund(self, purchase_id: str, refund_id: str, amount_minor: int, *, in_full: bool) -> PlanView | None:
+        """What a refund of ``amount_minor`` of a converted purchase does to its active plan
+        (``CreditPayService.refund``, in its unit of work, after the refund's credit to the
+        revolving receivable). None when the purchase has no active plan.
+
+        Refunded in full, or by at least the plan's unbilled principal: the plan closes
+        (``refunded``): its unbilled principal returns to the revolving receivable, where the
         refund's credit meets it, and its unbilled installments are never billed, their charges
-        waived. What was billed stays billed. A merchant's subsidy is kept (docs/credit-pay.md).
-        None when the purchase has no active plan."""
+        waived. Otherwise the plan is reduced: the refunded amount of its unbilled principal returns
+        to the revolving receivable (entry ``credit_pay:installment_refund:<plan_no>:<refund_id>``)
+        and its unbilled installments are scheduled again, over the same due dates, for what is
+        left, by the plan's method at its period rate (``calc.schedule``: they sum exactly to it).
+        What was billed stays billed; a merchant's subsidy is kept (docs/credit-pay.md)."""
         plan = self.session.scalars(
             select(CreditPayInstallmentPlan).where(
                 CreditPayInstallmentPlan.purchase_id == purchase_id, CreditPayInstallmentPlan.status == "active"
@@ -678,6 +688,14 @@ class InstallmentService:
         if plan is None:
             return None
         rows = self._rows(plan.plan_no, status="scheduled")
+        remaining = sum(row.principal_minor for row in rows)
+        if in_full or amount_minor >= remaining:
+            return self._close_refunded(plan, rows, purchase_id)
+        return self._reduce(plan, rows, purchase_id, refund_id, amount_minor)
+
+    def _close_refunded(
+        self, plan: CreditPayInstallmentPlan, rows: list[CreditPayInstallment], purchase_id: str
+    ) -> PlanView:
         remaining = sum(row.principal_minor for row in rows)
         if remaining:
             self.pay.ledger.post(
@@ -693,10 +711,68 @@ class InstallmentService:
             )
         for row in rows:
             row.status = "refunded"
+        plan.refunded_principal_minor += remaining
         plan.status, plan.closed_at = "refunded", self.uow.clock.now()
         self.session.flush()
         self._publish("credit_pay.installment_plan.refunded", plan, principal_minor=remaining)
         return self._view(plan, created=True)
+
+    def _reduce(
+        self,
+        plan: CreditPayInstallmentPlan,
+        rows: list[CreditPayInstallment],
+        purchase_id: str,
+        refund_id: str,
+        amount_minor: int,
+    ) -> PlanView:
+        remaining = sum(row.principal_minor for row in rows)
+        left = remaining - amount_minor
+        assert rows and 0 < left < remaining
+        charges_before = plan.total_charge_minor
+        self.pay.ledger.post(
+            EntryDraft(
+                f"credit_pay:installment_refund:{plan.plan_no}:{refund_id}",
+                [
+                    Posting.debit(receivable_account(plan.account_no), amount_minor),
+                    Posting.credit(installment_account(plan.account_no), amount_minor),
+                ],
+                description="installment plan reduced: purchase partly refunded",
+                metadata={"plan_no": plan.plan_no, "purchase_id": purchase_id, "refund_id": refund_id},
+            )
+        )
+        # A merchant's interest-free plan was converted at a zero rate (period_rate_bps 0).
+        period_rate = Decimal(plan.period_rate_bps) / 10_000
+        flat = plan.method == Method.FLAT_FEE.value
+        again = schedule(plan.method, left, len(rows), period_rate, self.tenant.rounding)
+        for row, item in zip(rows, again.installments, strict=True):
+            row.principal_minor = item.principal_minor
+            row.interest_minor = 0 if flat else item.charge_minor
+            row.fee_minor = item.charge_minor if flat else 0
+        plan.refunded_principal_minor += amount_minor
+        self.session.flush()
+        plan.total_charge_minor = self._charges(plan.plan_no)
+        self.session.flush()
+        self._publish(
+            "credit_pay.installment_plan.reduced",
+            plan,
+            refund_id=refund_id,
+            refunded_minor=amount_minor,
+            remaining_principal_minor=left,
+            charges_before_minor=charges_before,
+            charges_after_minor=plan.total_charge_minor,
+        )
+        return self._view(plan, created=True)
+
+    def _charges(self, plan_no: str) -> int:
+        """An active plan's charges as now scheduled: its billed installments' as billed, the
+        others' as scheduled (a partial refund has just scheduled them again)."""
+        total = 0
+        for row in self._rows(plan_no):
+            if row.status == "scheduled":
+                total += row.interest_minor + row.fee_minor
+            else:
+                total += (row.billed_interest_minor or 0) + (row.billed_fee_minor or 0)
+        return total
 
     # --- queries ------------------------------------------------------------------------------
 
@@ -775,6 +851,7 @@ class InstallmentService:
             subsidised_by=plan.subsidised_by,
             merchant_subsidy_minor=plan.merchant_subsidy_minor,
             status=plan.status,
+            refunded_principal_minor=plan.refunded_principal_minor,
             remaining_principal_minor=sum(row.principal_minor for row in rows if row.status == "scheduled"),
             business_date=plan.business_date,
             created_at=plan.created_at,
@@ -798,7 +875,7 @@ class InstallmentService:
             created=created,
         )
 
-    def _publish(self, type: str, plan: CreditPayInstallmentPlan, **extra: int) -> None:
+    def _publish(self, type: str, plan: CreditPayInstallmentPlan, **extra: int | str) -> None:
         self.uow.publish(
             type,
             {

@@ -7,7 +7,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Date, Numeric, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, Date, Index, Numeric, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, TenantOwned
@@ -129,8 +129,11 @@ class CreditPayInstallmentPlan(TenantOwned, Base):
     # how much; the customer's installments then carry none.
     subsidised_by: Mapped[str | None] = mapped_column(String(64))
     merchant_subsidy_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Principal taken out of the plan by refunds of its purchase: a partial refund reduces the plan
+    # (its unbilled installments scheduled again for the rest), one that leaves nothing closes it.
+    refunded_principal_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     # active, completed (every installment billed on schedule), paid_off (early), cancelled,
-    # refunded (its purchase was refunded in full).
+    # refunded (its purchase refunded in full, or by at least its unbilled principal).
     status: Mapped[str] = mapped_column(String(16))
     business_date: Mapped[date] = mapped_column(Date)
     created_at: Mapped[datetime]
@@ -275,7 +278,12 @@ class CreditPayRepayment(TenantOwned, Base):
     """One repayment, by the caller's ``repayment_id``, and how it was allocated."""
 
     __tablename__ = "credit_pay_repayments"
-    __table_args__ = (UniqueConstraint("tenant_id", "repayment_id"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "repayment_id"),
+        # A partner's collections of a day (remittance.py): without it, recording one remittance
+        # read every repayment the bank ever took.
+        Index("ix_credit_pay_repayments_partner_day", "tenant_id", "partner_id", "currency", "business_date"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     repayment_id: Mapped[str] = mapped_column(String(64))

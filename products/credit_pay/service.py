@@ -861,9 +861,11 @@ class CreditPayService:
         return self._purchase_view(row, created=True)
 
     def refund(self, purchase_id: str, refund_id: str, amount_minor: int) -> RefundView:
-        """Refund all or part of a captured purchase, restoring the line by that amount. A purchase
-        refunded in full closes the installment plan it was converted into (its unbilled principal
-        back to the revolving balance, which the refund has just credited; nothing more billed)."""
+        """Refund all or part of a captured purchase, restoring the line by that amount. The
+        installment plan the purchase was converted into is reduced by the refund (its unbilled
+        installments scheduled again for what is left) or, refunded in full or by at least its
+        unbilled principal, closed (that principal back to the revolving balance, which the refund
+        has just credited; nothing more billed)."""
         _check_id(refund_id, "refund_id")
         if type(amount_minor) is not int or amount_minor <= 0:
             raise ValidationFailed(
@@ -940,11 +942,13 @@ class CreditPayService:
         self._record(account.account_no, "refund", -amount_minor, refund_id, f"credit_pay:refund:{refund_id}")
         self.session.add(refund)
         self.session.flush()
-        if row.refunded_minor == row.amount_minor:
-            # Refunded in full: a plan the purchase was converted into ends here (installments.py).
-            from products.credit_pay.installments import InstallmentService  # builds on this module
+        # A plan the purchase was converted into is reduced by the refund, or closed when nothing
+        # of it is left (installments.py).
+        from products.credit_pay.installments import InstallmentService  # builds on this module
 
-            InstallmentService(self).close_refunded(purchase_id)
+        InstallmentService(self).apply_refund(
+            purchase_id, refund_id, amount_minor, in_full=row.refunded_minor == row.amount_minor
+        )
         self.uow.publish(
             "credit_pay.purchase.refunded",
             {

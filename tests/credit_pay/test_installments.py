@@ -490,7 +490,7 @@ def test_a_purchase_refunded_in_full_closes_its_plan_and_nothing_more_is_billed(
         sim_clock.set(datetime(due_on.year, due_on.month, due_on.day, 1, tzinfo=sim_clock.now().tzinfo))
         billed += bill(app, account_no, due_on)
     billed_interest = sum(i.interest_minor for i in billed)
-    # A partial refund leaves the plan running (docs/credit-pay.md).
+    # A partial refund reduces the plan (test_partial_refunds.py); it runs on.
     run(app, lambda pay: pay.refund("flight-1", "rf-1", 6_000))
     assert plans(app, lambda s: s.plan(plan.plan_no)).status == "active"
     run(app, lambda pay: pay.refund("flight-1", "rf-2", 180_000))

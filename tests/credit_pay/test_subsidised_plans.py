@@ -269,6 +269,23 @@ def test_an_early_payoff_keeps_the_merchants_payment(make_sceneos) -> None:
     ledger_check(app)
 
 
+def test_a_partial_refund_reschedules_an_interest_free_plan_at_no_charge(make_sceneos) -> None:
+    app = make_sceneos(config(subsidised_product()))
+    account_no = bought(app, 186_000)
+    plan = convert(app)
+    run(app, lambda pay: pay.refund("flight-1", "rf-1", 66_000))
+    reduced = plans(app, lambda s: s.plan(plan.plan_no))
+    # The rest is principal only, the merchant's method at a zero rate; the merchant's payment is
+    # its price for the sale and stays (docs/credit-pay.md).
+    assert [i.principal_minor for i in reduced.installments] == [
+        item.principal_minor for item in schedule("annuity", 120_000, 6, Decimal(0)).installments
+    ]
+    assert reduced.total_charge_minor == 0 and all(i.interest_minor == 0 for i in reduced.installments)
+    figures = ledger_figures(app, account_no)
+    assert (figures["installment"], figures["subsidy_income"]) == (120_000, SUBSIDY)
+    ledger_check(app)
+
+
 def test_the_created_event_names_the_merchant_and_its_subsidy(make_sceneos) -> None:
     recorder = EventRecorder()
     modules = {"party": {}, "credit": {}, "risk": {}, "credit_pay": subsidised_product()}
