@@ -501,14 +501,11 @@ def router() -> APIRouter:
             return MerchantSettlements(runtime.container.service(uow=uow)).settlements(merchant_id, currency)
 
     # --- partner remittances (products/credit_pay/remittance.py): the bank's own ----------------
+    # A partner's at /partners/{id}; the bank's own channel (core banking's transfers of what the
+    # bank's app collected) at /bank-channel.
 
-    @api.post("/partners/{partner_id}/remittances", status_code=201)
-    def record_remittance(
-        partner_id: str,
-        body: RemittanceBody,
-        request: Request,
-        response: Response,
-        runtime: ModuleRuntime = Depends(credit_pay),
+    def remit(
+        partner_id: str | None, body: RemittanceBody, request: Request, response: Response, runtime: ModuleRuntime
     ) -> RemittanceView:
         _bank_only(request, "recording a remittance")
         with runtime.tenant.unit_of_work() as uow:
@@ -518,20 +515,54 @@ def router() -> APIRouter:
             response.status_code = 200
         return view
 
+    def remitted(partner_id: str | None, request: Request, currency: str, runtime: ModuleRuntime) -> list[RemittanceView]:
+        _bank_only(request, "a partner's remittances")
+        with runtime.tenant.unit_of_work() as uow:
+            return Remittances(runtime.container.service(uow=uow)).remittances(partner_id, currency)
+
+    def position(partner_id: str | None, request: Request, currency: str, runtime: ModuleRuntime) -> PartnerPosition:
+        _bank_only(request, "a partner's position")
+        with runtime.tenant.unit_of_work() as uow:
+            return Remittances(runtime.container.service(uow=uow)).position(partner_id, currency)
+
+    @api.post("/partners/{partner_id}/remittances", status_code=201)
+    def record_remittance(
+        partner_id: str,
+        body: RemittanceBody,
+        request: Request,
+        response: Response,
+        runtime: ModuleRuntime = Depends(credit_pay),
+    ) -> RemittanceView:
+        return remit(partner_id, body, request, response, runtime)
+
     @api.get("/partners/{partner_id}/remittances")
     def list_remittances(
         partner_id: str, request: Request, currency: str = "CNY", runtime: ModuleRuntime = Depends(credit_pay)
     ) -> list[RemittanceView]:
-        _bank_only(request, "a partner's remittances")
-        with runtime.tenant.unit_of_work() as uow:
-            return Remittances(runtime.container.service(uow=uow)).remittances(partner_id, currency)
+        return remitted(partner_id, request, currency, runtime)
 
     @api.get("/partners/{partner_id}/position")
     def partner_position(
         partner_id: str, request: Request, currency: str = "CNY", runtime: ModuleRuntime = Depends(credit_pay)
     ) -> PartnerPosition:
-        _bank_only(request, "a partner's position")
-        with runtime.tenant.unit_of_work() as uow:
-            return Remittances(runtime.container.service(uow=uow)).position(partner_id, currency)
+        return position(partner_id, request, currency, runtime)
+
+    @api.post("/bank-channel/remittances", status_code=201)
+    def record_channel_remittance(
+        body: RemittanceBody, request: Request, response: Response, runtime: ModuleRuntime = Depends(credit_pay)
+    ) -> RemittanceView:
+        return remit(None, body, request, response, runtime)
+
+    @api.get("/bank-channel/remittances")
+    def list_channel_remittances(
+        request: Request, currency: str = "CNY", runtime: ModuleRuntime = Depends(credit_pay)
+    ) -> list[RemittanceView]:
+        return remitted(None, request, currency, runtime)
+
+    @api.get("/bank-channel/position")
+    def channel_position(
+        request: Request, currency: str = "CNY", runtime: ModuleRuntime = Depends(credit_pay)
+    ) -> PartnerPosition:
+        return position(None, request, currency, runtime)
 
     return api

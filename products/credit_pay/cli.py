@@ -400,6 +400,45 @@ def remit(
     config: str | None = CONFIG,
 ) -> None:
     """Record money a partner remitted for the repayments it collected."""
+    _remit(partner_id, amount_minor, remittance_id, day, currency, tenant, config)
+
+
+@cli.command("channel-remit")
+def channel_remit(
+    amount_minor: int = typer.Argument(..., help="amount transferred, minor units"),
+    remittance_id: str = typer.Option(..., "--id", help="the bank's id of the transfer (a retry is safe)"),
+    day: str = typer.Option(..., "--date", help="business date whose collections it pays (YYYY-MM-DD)"),
+    currency: str = typer.Option("CNY", help="currency"),
+    tenant: str = TENANT,
+    config: str | None = CONFIG,
+) -> None:
+    """Record core banking's transfer of the repayments the bank's own channel collected."""
+    _remit(None, amount_minor, remittance_id, day, currency, tenant, config)
+
+
+@cli.command("remittances")
+def remittances(
+    partner_id: str = typer.Argument(..., help="partner id"),
+    currency: str = typer.Option("CNY", help="currency"),
+    tenant: str = TENANT,
+    config: str | None = CONFIG,
+) -> None:
+    """A partner's remittances and what it still owes."""
+    _remittances(partner_id, currency, tenant, config)
+
+
+@cli.command("channel-remittances")
+def channel_remittances(
+    currency: str = typer.Option("CNY", help="currency"), tenant: str = TENANT, config: str | None = CONFIG
+) -> None:
+    """The bank's own channel's transfers and what is still to come from core banking."""
+    _remittances(None, currency, tenant, config)
+
+
+def _remit(
+    partner_id: str | None, amount_minor: int, remittance_id: str, day: str, currency: str, tenant: str,
+    config: str | None,
+) -> None:
     from products.credit_pay.remittance import RemittanceDraft, Remittances
 
     business_date = _date(day)
@@ -419,18 +458,11 @@ def remit(
     console.print(
         f"remittance {view.remittance_id} {state}: {view.amount_minor} {view.currency} for {view.business_date} "
         f"(collected that day {view.collected_minor}, difference {view.difference_minor}); "
-        f"{partner_id} still owes {position.outstanding_minor}"
+        f"{partner_id or 'the bank channel'} still owes {position.outstanding_minor}"
     )
 
 
-@cli.command("remittances")
-def remittances(
-    partner_id: str = typer.Argument(..., help="partner id"),
-    currency: str = typer.Option("CNY", help="currency"),
-    tenant: str = TENANT,
-    config: str | None = CONFIG,
-) -> None:
-    """A partner's remittances and what it still owes."""
+def _remittances(partner_id: str | None, currency: str, tenant: str, config: str | None) -> None:
     from products.credit_pay.remittance import Remittances
 
     rows, position = _in_unit_of_work(
@@ -438,7 +470,7 @@ def remittances(
         tenant,
         lambda pay: (Remittances(pay).remittances(partner_id, currency), Remittances(pay).position(partner_id, currency)),
     )
-    table = Table(title=f"remittances of {partner_id} ({currency})")
+    table = Table(title=f"remittances of {partner_id or 'the bank channel'} ({currency})")
     for column in ("id", "business date", "amount", "collected that day", "difference"):
         table.add_column(column, justify="left" if column in ("id", "business date") else "right")
     for row in rows:

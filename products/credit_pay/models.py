@@ -325,17 +325,18 @@ class CreditPayMerchantSettlement(TenantOwned, Base):
 
 
 class CreditPayRemittance(TenantOwned, Base):
-    """Money a partner remitted for the repayments it collected (remittance.py), by the bank's
-    ``remittance_id``; ``collected_minor`` is what the partner had collected on ``business_date``
-    when the remittance was recorded (a remittance for today sees today's collections so far). Never
-    updated."""
+    """Money a partner (or the bank's own channel) remitted for the repayments it collected
+    (remittance.py), by the bank's ``remittance_id``; ``collected_minor`` is what it had collected
+    on ``business_date`` when the remittance was recorded (a remittance for today sees today's
+    collections so far). Never updated."""
 
     __tablename__ = "credit_pay_remittances"
     __table_args__ = (UniqueConstraint("tenant_id", "remittance_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     remittance_id: Mapped[str] = mapped_column(String(64))
-    partner_id: Mapped[str] = mapped_column(String(64), index=True)
+    # None: the bank's own channel (core banking's transfer of what the bank's app collected).
+    partner_id: Mapped[str | None] = mapped_column(String(64), index=True)
     currency: Mapped[str] = mapped_column(String(3))
     business_date: Mapped[date] = mapped_column(Date)
     amount_minor: Mapped[int] = mapped_column(BigInteger)

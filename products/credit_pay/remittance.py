@@ -11,6 +11,12 @@ collected on the remittance's business date, so a short or excess remittance sho
 The clearing account's balance is always what the partner has collected and not remitted
 (:meth:`Remittances.position`). Idempotent on ``remittance_id``; the bank's own decision, never
 a partner's.
+
+The bank's own channel is settled the same way, with no partner (``partner_id`` None): a repayment
+taken in the bank's app debits ``credit_pay:repayment_clearing:<currency>``, and when core banking
+has moved the money from the customers' deposit accounts, the bank records that transfer as the
+channel's remittance, against what the channel collected that day; the channel's position is its
+clearing account's balance.
 """
 
 from __future__ import annotations
@@ -38,7 +44,13 @@ class RemittanceDraft(BaseModel):
     remittance_id: str = Field(
         min_length=1, max_length=64, pattern=ID_PATTERN, description="the bank's id; a retry returns the same"
     )
-    partner_id: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN)
+    partner_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        pattern=ID_PATTERN,
+        description="the partner that collected the repayments; none: the bank's own channel",
+    )
     business_date: date = Field(description="the day whose collections the remittance pays")
     amount_minor: int = Field(gt=0, le=10**15)
     currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
@@ -47,7 +59,7 @@ class RemittanceDraft(BaseModel):
 @dataclass(frozen=True)
 class RemittanceView:
     remittance_id: str
-    partner_id: str
+    partner_id: str | None  # None: the bank's own channel
     currency: str
     business_date: date
     amount_minor: int
@@ -77,9 +89,9 @@ class RemittanceView:
 @dataclass(frozen=True)
 class PartnerPosition:
     """What a partner has collected and remitted, in one currency; ``outstanding_minor`` (its
-    clearing account's balance) is the difference."""
+    clearing account's balance) is the difference. ``partner_id`` None: the bank's own channel."""
 
-    partner_id: str
+    partner_id: str | None
     currency: str
     collected_minor: int
     remitted_minor: int
@@ -125,7 +137,7 @@ class Remittances:
             ledger.get_account(clearing)
         except UnknownAccount:
             raise NotFound(
-                f"partner {draft.partner_id!r} has collected no credit-pay repayment in {draft.currency}"
+                f"{_collector(draft.partner_id)} has collected no credit-pay repayment in {draft.currency}"
             ) from None
         received = f"{self.pay.settings.remittance_account}:{draft.currency}"
         ledger.open_account(received, draft.currency, "asset")
@@ -134,7 +146,7 @@ class Remittances:
             EntryDraft(
                 entry_id,
                 [Posting.debit(received, draft.amount_minor), Posting.credit(clearing, draft.amount_minor)],
-                description="partner remittance of collected repayments",
+                description="remittance of collected repayments",
                 metadata={"partner_id": draft.partner_id, "business_date": draft.business_date.isoformat()},
             )
         )
@@ -162,12 +174,12 @@ class Remittances:
                 "collected_minor": view.collected_minor,
                 "difference_minor": view.difference_minor,
             },
-            subject=f"partner:{view.partner_id}",
+            subject=f"partner:{view.partner_id}" if view.partner_id is not None else "bank_channel",
         )
         return view
 
-    def remittances(self, partner_id: str, currency: str = "CNY") -> list[RemittanceView]:
-        """The partner's remittances, oldest first."""
+    def remittances(self, partner_id: str | None, currency: str = "CNY") -> list[RemittanceView]:
+        """The partner's remittances (None: the bank's own channel's), oldest first."""
         rows = self.session.scalars(
             select(CreditPayRemittance)
             .where(CreditPayRemittance.partner_id == partner_id, CreditPayRemittance.currency == currency)
@@ -175,8 +187,9 @@ class Remittances:
         ).all()
         return [RemittanceView.of(row, created=False) for row in rows]
 
-    def position(self, partner_id: str, currency: str = "CNY") -> PartnerPosition:
-        """What the partner has collected, remitted and still owes, in ``currency``."""
+    def position(self, partner_id: str | None, currency: str = "CNY") -> PartnerPosition:
+        """What the partner (None: the bank's own channel) has collected, remitted and still owes,
+        in ``currency``."""
         collected = self._collected(partner_id, currency)
         remitted = self.session.scalar(
             select(func.coalesce(func.sum(CreditPayRemittance.amount_minor), 0)).where(
@@ -189,10 +202,15 @@ class Remittances:
             outstanding = 0
         return PartnerPosition(partner_id, currency, int(collected), int(remitted or 0), outstanding)
 
-    def _collected(self, partner_id: str, currency: str, day: date | None = None) -> int:
+    def _collected(self, partner_id: str | None, currency: str, day: date | None = None) -> int:
+        # ``== None`` is SQL's IS NULL: the bank's own channel's repayments have no partner.
         query = select(func.coalesce(func.sum(CreditPayRepayment.amount_minor), 0)).where(
             CreditPayRepayment.partner_id == partner_id, CreditPayRepayment.currency == currency
         )
         if day is not None:
             query = query.where(CreditPayRepayment.business_date == day)
         return int(self.session.scalar(query) or 0)
+
+
+def _collector(partner_id: str | None) -> str:
+    return "the bank's own channel" if partner_id is None else f"partner {partner_id!r}"

@@ -1,8 +1,8 @@
 """Partner remittances on real databases: repayments a partner collects are owed by that partner
 (its own clearing account), the bank records what it remits against what it collected that day,
 retries and conflicts, refusals that change nothing, the bank's routes (a partner may not record
-one) and the CLI; a property: what a partner owes is always what it collected less what it
-remitted."""
+one) and the CLI; the bank's own channel settled the same way by core banking's transfers; a
+property: what a partner owes is always what it collected less what it remitted."""
 
 from __future__ import annotations
 
@@ -33,14 +33,22 @@ DAY1, DAY2 = date(2026, 1, 10), date(2026, 1, 11)
 
 
 
-def remit(app: Any, remittance_id: str, amount_minor: int, day: date = DAY1, partner_id: str = "travel_app") -> Any:
+def remit(
+    app: Any,
+    remittance_id: str,
+    amount_minor: int,
+    day: date = DAY1,
+    partner_id: str | None = "travel_app",
+    currency: str = "CNY",
+) -> Any:
     draft = RemittanceDraft(
-        remittance_id=remittance_id, partner_id=partner_id, business_date=day, amount_minor=amount_minor
+        remittance_id=remittance_id, partner_id=partner_id, business_date=day, amount_minor=amount_minor,
+        currency=currency,
     )
     return run(app, lambda service: Remittances(service).record(draft))
 
 
-def position(app: Any, partner_id: str = "travel_app") -> tuple[int, int, int]:
+def position(app: Any, partner_id: str | None = "travel_app") -> tuple[int, int, int]:
     found = run(app, lambda service: Remittances(service).position(partner_id))
     return found.collected_minor, found.remitted_minor, found.outstanding_minor
 
@@ -96,6 +104,38 @@ def test_a_partner_owes_what_it_collected_until_it_remits(make_sceneos, sim_cloc
     ledger_check(app)
 
 
+@BOTH
+def test_the_bank_channel_is_settled_by_core_bankings_transfers(make_sceneos, sim_clock) -> None:
+    events = EventRecorder()
+    app = make_sceneos(config(plugins=["events"]), plugins={"events": events})
+    no = open_account(app)
+    move_to(sim_clock, DAY1)
+    buy(app, no, "flight", 130_000)
+    pay(app, no, "r-1", 30_000)  # the bank's own app
+    pay(app, no, "r-2", 12_000)
+    pay(app, no, "r-3", 20_000, partner_id="travel_app")
+    assert position(app, partner_id=None) == (42_000, 0, 42_000)
+    with pytest.raises(NotFound) as none_yet:
+        remit(app, "core-0", 1_000, partner_id=None, currency="USD")
+    assert "the bank's own channel has collected no" in str(none_yet.value)
+
+    move_to(sim_clock, DAY2)
+    first = remit(app, "core-1", 42_000, partner_id=None)
+    assert first.created and first.partner_id is None and first.difference_minor == 0
+    assert remit(app, "core-1", 42_000, partner_id=None).created is False
+    with pytest.raises(Conflict) as other:
+        remit(app, "core-1", 42_000)  # the same id for a partner
+    assert other.value.details[0]["code"] == "exists_with_different_partner_id"
+    # The channel owes nothing now; the partner's collections are its own.
+    assert position(app, partner_id=None) == (42_000, 42_000, 0) and clearing(app, None) == 0
+    assert position(app) == (20_000, 0, 20_000)
+    assert [r.remittance_id for r in run(app, lambda s: Remittances(s).remittances(None))] == ["core-1"]
+    assert run(app, lambda s: Remittances(s).remittances("travel_app")) == []
+    recorded = next(e for e in events.events if e.type == "credit_pay.remittance.recorded")
+    assert (recorded.subject, recorded.payload["partner_id"]) == ("bank_channel", None)
+    ledger_check(app)
+
+
 def test_the_bank_records_remittances_over_http_and_a_partner_may_not(
     make_sceneos, sim_clock, http_client, partner_client
 ) -> None:
@@ -120,6 +160,19 @@ def test_the_bank_records_remittances_over_http_and_a_partner_may_not(
     travel = partner_client(app, *TRAVEL)
     with pytest.raises(PermissionDenied):
         travel.post("/v1/credit_pay/partners/travel/remittances", json=body)
+    # The bank's own channel: core banking's transfers, at /bank-channel.
+    pay(app, no, "r-2", 8_000)
+    channel = "/v1/tenants/bank/credit_pay/bank-channel"
+    moved = client.post(f"{channel}/remittances", json={**body, "remittance_id": "core-1", "amount_minor": 5_000})
+    assert moved.status_code == 201, moved.text
+    assert (moved.json()["partner_id"], moved.json()["difference_minor"]) == (None, -3_000)
+    assert [r["remittance_id"] for r in client.get(f"{channel}/remittances").json()] == ["core-1"]
+    assert client.get(f"{channel}/position").json() == {
+        "partner_id": None, "currency": "CNY", "collected_minor": 8_000, "remitted_minor": 5_000,
+        "outstanding_minor": 3_000,
+    }
+    with pytest.raises(PermissionDenied):
+        travel.get("/v1/credit_pay/bank-channel/position")
 
 
 def test_staff_record_remittances_in_the_cli(tmp_path: Path, monkeypatch) -> None:
@@ -141,6 +194,13 @@ def test_staff_record_remittances_in_the_cli(tmp_path: Path, monkeypatch) -> Non
     unknown = runner.invoke(cli, ["remit", "mall", "100", "--id", "rm-2", "--date", today, *common])
     assert unknown.exit_code == 1 and "collected no credit-pay repayment" in unknown.output
     assert "Traceback" not in unknown.output
+    with open_app(str(config_file)) as app:
+        pay(app, no, "r-2", 7_000)
+    moved = runner.invoke(cli, ["channel-remit", "7000", "--id", "core-1", "--date", today, *common])
+    assert moved.exit_code == 0, moved.output
+    assert "remittance core-1 recorded: 7000 CNY" in moved.output and "the bank channel still owes 0" in moved.output
+    listed = runner.invoke(cli, ["channel-remittances", *common])
+    assert listed.exit_code == 0 and "core-1" in listed.output and "outstanding 0" in listed.output
 
 
 EXAMPLES = itertools.count(1)
