@@ -667,6 +667,8 @@ class Lifecycle:
         cycle, account, balances = state.cycle, state.account, state.balances
         assert balances is not None, "an account past due always has its balances loaded"
         assert not state.principal_only, "an account past due reads every component"
+        # Unbilled installments fall due at once: their principal is written off with the rest.
+        balances["principal"] += charge_off_installments(self.service, account)
         amounts = {c: balances[c] for c in COMPONENTS if balances[c] > 0}
         total = sum(amounts.values())
         if total > 0:
@@ -831,6 +833,16 @@ def bill_installments(service: CreditPayService, account: CreditPayAccount, day:
     except ImportError:
         return []
     return list(bill_installments_due(service.session, service.ledger, account, day))
+
+
+def charge_off_installments(service: CreditPayService, account: CreditPayAccount) -> int:
+    """Close the account's active installment plans at its charge-off (installments.py); the
+    unbilled principal moved to the revolving receivable, 0 while conversion is not installed."""
+    try:
+        from products.credit_pay.installments import InstallmentService
+    except ImportError:
+        return 0
+    return InstallmentService(service).charge_off(account)
 
 
 def allocation_order(service: CreditPayService, account: CreditPayAccount) -> list[str]:

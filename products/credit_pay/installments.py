@@ -774,6 +774,43 @@ class InstallmentService:
                 total += (row.billed_interest_minor or 0) + (row.billed_fee_minor or 0)
         return total
 
+    def charge_off(self, account: CreditPayAccount) -> int:
+        """Close the account's active plans as it is charged off (end of day, in its unit of work):
+        each plan's unbilled principal moves to the revolving receivable (entry
+        ``credit_pay:installment_charge_off:<plan_no>``), where the charge-off writes it off with
+        the rest; its unbilled installments are never billed (``charged_off``), their charges not
+        charged. Answers the principal moved, which the caller adds to what it writes off."""
+        moved = 0
+        for plan in self.session.scalars(
+            select(CreditPayInstallmentPlan)
+            .where(
+                CreditPayInstallmentPlan.account_no == account.account_no,
+                CreditPayInstallmentPlan.status == "active",
+            )
+            .order_by(CreditPayInstallmentPlan.id)
+        ).all():
+            rows = self._rows(plan.plan_no, status="scheduled")
+            remaining = sum(row.principal_minor for row in rows)
+            if remaining:
+                self.pay.ledger.post(
+                    EntryDraft(
+                        f"credit_pay:installment_charge_off:{plan.plan_no}",
+                        [
+                            Posting.debit(receivable_account(plan.account_no), remaining),
+                            Posting.credit(installment_account(plan.account_no), remaining),
+                        ],
+                        description="installment plan closed: account charged off",
+                        metadata={"plan_no": plan.plan_no},
+                    )
+                )
+            for row in rows:
+                row.status = "charged_off"
+            plan.status, plan.closed_at = "charged_off", self.uow.clock.now()
+            self.session.flush()
+            self._publish("credit_pay.installment_plan.charged_off", plan, principal_minor=remaining)
+            moved += remaining
+        return moved
+
     # --- queries ------------------------------------------------------------------------------
 
     def plan(self, plan_no: str) -> PlanView:

@@ -133,7 +133,8 @@ class CreditPayInstallmentPlan(TenantOwned, Base):
     # (its unbilled installments scheduled again for the rest), one that leaves nothing closes it.
     refunded_principal_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     # active, completed (every installment billed on schedule), paid_off (early), cancelled,
-    # refunded (its purchase refunded in full, or by at least its unbilled principal).
+    # refunded (its purchase refunded in full, or by at least its unbilled principal), charged_off
+    # (its account was: the unbilled principal written off with the rest).
     status: Mapped[str] = mapped_column(String(16))
     business_date: Mapped[date] = mapped_column(Date)
     created_at: Mapped[datetime]
@@ -155,7 +156,8 @@ class CreditPayInstallment(TenantOwned, Base):
     principal_minor: Mapped[int] = mapped_column(BigInteger)
     interest_minor: Mapped[int] = mapped_column(BigInteger)
     fee_minor: Mapped[int] = mapped_column(BigInteger)
-    # scheduled, billed, paid_off (billed early by a payoff), cancelled.
+    # scheduled, billed, paid_off (billed early by a payoff), cancelled, refunded (never billed: its
+    # purchase was refunded), charged_off (never billed: the account was charged off).
     status: Mapped[str] = mapped_column(String(16))
     billed_principal_minor: Mapped[int | None] = mapped_column(BigInteger)
     billed_interest_minor: Mapped[int | None] = mapped_column(BigInteger)

@@ -168,6 +168,56 @@ def test_buckets_move_over_months_with_hooks_and_events_then_charge_off(make_sce
     ledger_check(app)
 
 
+@BOTH
+def test_a_charge_off_writes_off_the_unbilled_installments_too(make_sceneos, sim_clock) -> None:
+    from products.credit_pay.installments import InstallmentService, PurchaseConversion, installment_account
+
+    recorder = Recorder()
+    plans = [{"terms": 12, "method": "equal_principal", "period_rate_bps": 60}]
+    app = make_sceneos(
+        config({"charge_off_days_past_due": 90, "installment_plans": plans}, plugins=["recorder"]),
+        plugins={"recorder": recorder},
+    )
+    no = open_account(app)
+    buy(app, no, "sofa", 120_000)
+    draft = PurchaseConversion(plan_id="inst-1", purchase_id="sofa", terms=12, method="equal_principal")
+    plan_no = run(app, lambda pay: InstallmentService(pay).convert_purchase(draft)).plan_no
+    # Nothing is ever repaid: the first installment (billed 5 January) falls past due on 26
+    # January, 90 days past due on 25 April.
+    move_to(sim_clock, date(2026, 4, 20))
+    assert run(app, lambda service: service.account(no)).status == "active"
+    billed = run(app, lambda pay: InstallmentService(pay).plan(plan_no))
+    billed_principal = sum(i.billed_principal_minor or 0 for i in billed.installments)
+    assert billed.status == "active" and 0 < billed_principal < 120_000
+    owed_before = balances(app, no)
+    assert owed_before["principal"] == billed_principal  # the rest is still in the plan
+
+    move_to(sim_clock, date(2026, 4, 27))
+    account = run(app, lambda service: service.account(no))
+    assert account.status == "charged_off" and account.balance_minor == 0
+    closed = run(app, lambda pay: InstallmentService(pay).plan(plan_no))
+    assert closed.status == "charged_off" and closed.remaining_principal_minor == 0
+    assert {i.status for i in closed.installments} == {"billed", "charged_off"}
+    assert ledger_balance(app, installment_account(no)) == 0
+    after = balances(app, no)
+    assert all(after[c] == 0 for c in ("principal", "interest", "penalty", "fee"))
+    # Written off: the whole principal, billed or not, with what was owed of interest, penalty and
+    # fees (a few more days of penalty interest accrued between the two readings).
+    written_off = ledger_balance(app, write_off_account("CNY"))
+    assert written_off >= 120_000 + owed_before["interest"] + owed_before["penalty"] + owed_before["fee"]
+    assert written_off - 120_000 < 2 * (owed_before["interest"] + owed_before["penalty"] + owed_before["fee"])
+    charged = next(e for e in recorder.events if e.type == "credit_pay.account.charged_off")
+    assert charged.payload["written_off_minor"] == written_off
+    plan_event = next(e for e in recorder.events if e.type == "credit_pay.installment_plan.charged_off")
+    assert plan_event.payload["principal_minor"] == 120_000 - billed_principal
+    # Later billing days bill nothing of the plan; a recovery counts the whole write-off.
+    move_to(sim_clock, date(2026, 8, 1))
+    assert ledger_balance(app, installment_account(no)) == 0
+    recovered = pay(app, no, "rec-1", written_off + 500)
+    assert (recovered.allocation["recovery"], recovered.allocation["credit"]) == (written_off, 500)
+    ledger_check(app)
+
+
 def charged_off(make_sceneos: Any, sim_clock: Any) -> tuple[Any, str, Recorder]:
     recorder = Recorder()
     app = make_sceneos(
