@@ -27,8 +27,13 @@ plan for the terms and method asked (the product's ``merchant_subsidised_plans``
 date of the conversion) is converted at a zero rate, and the merchant pays the plan's charges at
 once: ``credit_pay:installment_subsidy:<plan_id>`` debits its payable
 (``credit_pay:merchant:<currency>:<merchant_id>``) and credits
-``credit_pay:installment_subsidy_income:<currency>``. Cancelling the plan reverses that entry; an
-early payoff keeps it (the subsidy was the merchant's price for the sale).
+``credit_pay:installment_subsidy_unearned:<currency>`` (a liability: income received in advance).
+It is earned as the plan runs, the share of each installment (the charge the merchant's rate puts on
+it, ``subsidy_minor``) moving to ``credit_pay:installment_subsidy_income:<currency>`` in the entry
+that bills it, and what is left all at once when the plan closes early (payoff, refund, the
+account's charge-off: ``credit_pay:installment_subsidy_earned:<plan_no>``). Cancelling the plan
+reverses the merchant's payment (nothing is earned before the first billing); the other ends keep
+it (the subsidy was the merchant's price for the sale).
 
 Installment ``k`` of a plan falls due on the ``k``-th billing date (the product's ``billing_day``)
 strictly after the business date of the conversion.
@@ -81,8 +86,13 @@ def installment_fee_income_account(currency: str) -> str:
 
 
 def installment_subsidy_income_account(currency: str) -> str:
-    """What merchants paid for their interest-free plans (income)."""
+    """What merchants paid for their interest-free plans, as it is earned (income)."""
     return f"credit_pay:installment_subsidy_income:{currency}"
+
+
+def installment_subsidy_unearned_account(currency: str) -> str:
+    """What merchants paid for interest-free plans not yet earned (liability: income in advance)."""
+    return f"credit_pay:installment_subsidy_unearned:{currency}"
 
 
 # --- inputs --------------------------------------------------------------------------------------
@@ -213,6 +223,7 @@ def bill_installments_due(
             row.fee_minor,
             {"plan_no": row.plan_no, "term_no": row.term_no, "due_on": row.due_on.isoformat()},
             "installment billed",
+            subsidy=row.subsidy_minor,
         )
         row.status = "billed"
         row.billed_principal_minor = row.principal_minor
@@ -254,10 +265,13 @@ def _post_bill(
     fee: int,
     metadata: dict[str, Any],
     description: str,
+    *,
+    subsidy: int = 0,
 ) -> None:
-    assert principal >= 0 and interest >= 0 and fee >= 0
+    """``subsidy``: the merchant's share of the installments billed, earned now."""
+    assert principal >= 0 and interest >= 0 and fee >= 0 and subsidy >= 0
     no, currency = account.account_no, account.currency
-    postings = []
+    postings = _subsidy_earned(ledger, currency, subsidy)
     if principal:
         postings += [
             Posting.debit(receivable_account(no), principal),
@@ -282,6 +296,17 @@ def _post_bill(
         ]
     if postings:  # a tiny annuity's trailing installments may be zero: nothing to post
         ledger.post(EntryDraft(entry_id, postings, description=description, metadata=metadata))
+
+
+def _subsidy_earned(ledger: Ledger, currency: str, amount: int) -> list[Posting]:
+    """The postings that earn ``amount`` of merchants' unearned subsidy (none for 0)."""
+    if not amount:
+        return []
+    ledger.open_account(installment_subsidy_income_account(currency), currency, "income")
+    return [
+        Posting.debit(installment_subsidy_unearned_account(currency), amount),
+        Posting.credit(installment_subsidy_income_account(currency), amount),
+    ]
 
 
 def _complete_if_done(session: Session, plan: CreditPayInstallmentPlan, now: datetime) -> None:
@@ -459,9 +484,11 @@ class InstallmentService:
         if subsidised is not None:
             priced, paid_by_merchant = subsidised_schedules(subsidised, principal, self.tenant.rounding)
             period_rate_bps, subsidy = Decimal(0), paid_by_merchant.total_charge_minor
+            # The merchant's charge for each term: earned when the term is billed.
+            shares = [i.charge_minor for i in paid_by_merchant.installments]
         else:
             priced = schedule(method, principal, terms, offered.period_rate, self.tenant.rounding)
-            period_rate_bps = offered.period_rate_bps
+            period_rate_bps, shares = offered.period_rate_bps, [0] * terms
         if priced.annualized_rate_bps > product.annual_rate_ceiling_bps:
             raise _rejected(
                 "terms",
@@ -505,8 +532,8 @@ class InstallmentService:
         )
         self.session.add(plan)
         flat = method is Method.FLAT_FEE
-        for item, due_on in zip(
-            priced.installments, billing_dates(today, product.billing_day, terms), strict=True
+        for item, due_on, share in zip(
+            priced.installments, billing_dates(today, product.billing_day, terms), shares, strict=True
         ):
             self.session.add(
                 CreditPayInstallment(
@@ -517,6 +544,7 @@ class InstallmentService:
                     principal_minor=item.principal_minor,
                     interest_minor=0 if flat else item.charge_minor,
                     fee_minor=item.charge_minor if flat else 0,
+                    subsidy_minor=share,
                     status="scheduled",
                     billed_principal_minor=None,
                     billed_interest_minor=None,
@@ -554,18 +582,19 @@ class InstallmentService:
         self, account: CreditPayAccount, plan_id: str, plan_no: str, merchant_id: str, subsidy: int
     ) -> None:
         """The merchant pays its plan's charges now, out of what the bank owes it for its sales:
-        its payable is debited, the bank's subsidy income credited. A payable that is short (the
+        its payable is debited, the bank's unearned subsidy credited (earned as the plan is billed,
+        see the module docstring). A payable that is short (the
         merchant's sales already settled) goes negative: the merchant owes the bank the rest,
         which the bank collects with its next settlement."""
         ledger = self.pay.ledger
         currency = account.currency
-        ledger.open_account(installment_subsidy_income_account(currency), currency, "income")
+        ledger.open_account(installment_subsidy_unearned_account(currency), currency, "liability")
         ledger.post(
             EntryDraft(
                 subsidy_entry_id(plan_id),
                 [
                     Posting.debit(merchant_account(currency, merchant_id), subsidy),
-                    Posting.credit(installment_subsidy_income_account(currency), subsidy),
+                    Posting.credit(installment_subsidy_unearned_account(currency), subsidy),
                 ],
                 description="merchant-subsidised installment plan",
                 metadata={"plan_no": plan_no, "merchant_id": merchant_id},
@@ -612,6 +641,7 @@ class InstallmentService:
             fee_total,
             {"plan_no": plan_no, "rule": product.early_payoff},
             "installment plan paid off early",
+            subsidy=sum(row.subsidy_minor for row in rows),
         )
         plan.status, plan.closed_at = "paid_off", self.uow.clock.now()
         self.session.flush()
@@ -709,6 +739,7 @@ class InstallmentService:
                     metadata={"plan_no": plan.plan_no, "purchase_id": purchase_id},
                 )
             )
+        self._earn_rest(plan, rows)
         for row in rows:
             row.status = "refunded"
         plan.refunded_principal_minor += remaining
@@ -763,6 +794,19 @@ class InstallmentService:
         )
         return self._view(plan, created=True)
 
+    def _earn_rest(self, plan: CreditPayInstallmentPlan, rows: list[CreditPayInstallment]) -> None:
+        """A plan closing early earns what is left of its merchant's subsidy at once."""
+        postings = _subsidy_earned(self.pay.ledger, plan.currency, sum(row.subsidy_minor for row in rows))
+        if postings:
+            self.pay.ledger.post(
+                EntryDraft(
+                    f"credit_pay:installment_subsidy_earned:{plan.plan_no}",
+                    postings,
+                    description="merchant subsidy earned: installment plan closed",
+                    metadata={"plan_no": plan.plan_no},
+                )
+            )
+
     def _charges(self, plan_no: str) -> int:
         """An active plan's charges as now scheduled: its billed installments' as billed, the
         others' as scheduled (a partial refund has just scheduled them again)."""
@@ -803,6 +847,7 @@ class InstallmentService:
                         metadata={"plan_no": plan.plan_no},
                     )
                 )
+            self._earn_rest(plan, rows)
             for row in rows:
                 row.status = "charged_off"
             plan.status, plan.closed_at = "charged_off", self.uow.clock.now()

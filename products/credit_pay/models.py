@@ -156,6 +156,9 @@ class CreditPayInstallment(TenantOwned, Base):
     principal_minor: Mapped[int] = mapped_column(BigInteger)
     interest_minor: Mapped[int] = mapped_column(BigInteger)
     fee_minor: Mapped[int] = mapped_column(BigInteger)
+    # A merchant-subsidised plan: the merchant's charge for this term, earned when it is billed
+    # (or when the plan closes early); 0 otherwise, and for plans converted before it was kept.
+    subsidy_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     # scheduled, billed, paid_off (billed early by a payoff), cancelled, refunded (never billed: its
     # purchase was refunded), charged_off (never billed: the account was charged off).
     status: Mapped[str] = mapped_column(String(16))

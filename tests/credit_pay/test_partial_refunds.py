@@ -2,8 +2,8 @@
 installments scheduled again, over the same due dates, for what is left), or closed when the refund
 reaches its unbilled principal; retries change nothing; billing then follows the new schedule;
 the ledger's installment receivable always equals the principal still scheduled. A hypothesis
-property over random plans, billings and refunds: principal billed, scheduled and refunded always
-add up to the plan's principal."""
+property over random plans, billings and refunds: principal billed, scheduled, refunded and
+written off always add up to the plan's principal."""
 
 from __future__ import annotations
 
@@ -145,8 +145,9 @@ def test_principal_billed_scheduled_and_refunded_add_up(
     make_sceneos, sim_clock, principal: int, method: tuple[int, str], billed_first: int, refunds: list[int]
 ) -> None:
     """For any plan, any number of installments billed and any refunds of the purchase (as much as
-    is refundable), the plan's principal is exactly what was billed, what is scheduled and what
-    refunds took out; the installment receivable is what is scheduled; the ledger balances."""
+    is refundable), the plan's principal is exactly what was billed, what is scheduled, what
+    refunds took out and what a charge-off wrote off; the installment receivable is what is
+    scheduled; the ledger balances."""
     from products.credit_pay.service import ActivationDraft
 
     if SHARED.get("clock") is not sim_clock:
@@ -187,7 +188,9 @@ def test_principal_billed_scheduled_and_refunded_add_up(
     view = plans(app, lambda s: s.plan(plan.plan_no))
     billed = sum(i.billed_principal_minor or 0 for i in view.installments if i.status == "billed")
     scheduled = sum(i.principal_minor for i in view.installments if i.status == "scheduled")
-    assert billed + scheduled + view.refunded_principal_minor == principal
+    # An account never repaid is charged off after months of billing: its plan's rest written off.
+    charged_off = sum(i.principal_minor for i in view.installments if i.status == "charged_off")
+    assert billed + scheduled + charged_off + view.refunded_principal_minor == principal
     assert view.remaining_principal_minor == scheduled
     assert all(min(i.principal_minor, i.interest_minor, i.fee_minor) >= 0 for i in view.installments)
     assert view.refunded_principal_minor <= refunded

@@ -38,6 +38,7 @@ from products.credit_pay.installments import (
     installment_account,
     installment_interest_income_account,
     installment_subsidy_income_account,
+    installment_subsidy_unearned_account,
 )
 from products.credit_pay.service import merchant_account, receivable_account, subsidised_schedules
 from products.credit_pay.settings import CreditProduct, MerchantSubsidisedPlan
@@ -64,10 +65,12 @@ def ledger_figures(app: Any, account_no: str, merchant_id: str = "air_ticketing"
     with tenant.unit_of_work() as uow:
         ledger = tenant.module("ledger").container.ledger(session=uow.session)
         ledger.open_account(installment_subsidy_income_account("CNY"), "CNY", "income")
+        ledger.open_account(installment_subsidy_unearned_account("CNY"), "CNY", "liability")
         ledger.open_account(installment_interest_income_account("CNY"), "CNY", "income")
         codes = {
             "merchant_payable": merchant_account("CNY", merchant_id),
             "subsidy_income": installment_subsidy_income_account("CNY"),
+            "subsidy_unearned": installment_subsidy_unearned_account("CNY"),
             "interest_income": installment_interest_income_account("CNY"),
             "receivable": receivable_account(account_no),
             "installment": installment_account(account_no),
@@ -175,7 +178,8 @@ def test_a_purchase_at_the_merchant_converts_interest_free_and_the_merchant_pays
     assert sum(i.principal_minor for i in plan.installments) == 186_000
     assert ledger_figures(app, account_no) == {
         "merchant_payable": 186_000 - SUBSIDY,  # the bank owes the merchant its sale less the subsidy
-        "subsidy_income": SUBSIDY,
+        "subsidy_income": 0,  # earned as the plan is billed
+        "subsidy_unearned": SUBSIDY,
         "interest_income": 0,
         "receivable": 0,
         "installment": 186_000,
@@ -185,14 +189,21 @@ def test_a_purchase_at_the_merchant_converts_interest_free_and_the_merchant_pays
     again = convert(app)
     assert not again.created and again.plan_no == plan.plan_no and counts(app) == before
 
-    # Each statement bills principal only; the merchant's payment stays where it is.
+    # Each statement bills principal only; the merchant's payment is earned term by term, each
+    # term's share the charge the merchant's rate puts on it.
+    shares = [i.charge_minor for i in schedule("annuity", 186_000, 6, Decimal("0.01")).installments]
     for number, due_on in enumerate(billing_dates(date(2026, 1, 1), 5, 6), start=1):
         sim_clock.set(datetime(due_on.year, due_on.month, due_on.day, 1, tzinfo=sim_clock.now().tzinfo))
         items = bill(app, account_no, due_on)
         assert [(i.term_no, i.interest_minor, i.fee_minor) for i in items] == [(number, 0, 0)]
+        figures = ledger_figures(app, account_no)
+        assert (figures["subsidy_income"], figures["subsidy_unearned"]) == (
+            sum(shares[:number]), SUBSIDY - sum(shares[:number])
+        )
     figures = ledger_figures(app, account_no)
     assert figures["receivable"] == 186_000 and figures["installment"] == 0 and figures["interest_income"] == 0
     assert figures["subsidy_income"] == SUBSIDY and figures["merchant_payable"] == 186_000 - SUBSIDY
+    assert figures["subsidy_unearned"] == 0
     assert plans(app, lambda s: s.plan(plan.plan_no)).status == "completed"
     ledger_check(app)
 
@@ -237,14 +248,14 @@ def test_cancelling_an_interest_free_plan_reverses_the_merchants_payment(make_sc
     cancelled = plans(app, lambda s: s.cancel(plan.plan_no))
     assert cancelled.status == "cancelled"
     figures = ledger_figures(app, account_no)
-    assert figures["merchant_payable"] == 186_000 and figures["subsidy_income"] == 0
+    assert figures["merchant_payable"] == 186_000 and figures["subsidy_income"] == figures["subsidy_unearned"] == 0
     assert figures["receivable"] == 186_000 and figures["installment"] == 0
     entries = counts(app)[2]
     assert plans(app, lambda s: s.cancel(plan.plan_no)).status == "cancelled" and counts(app)[2] == entries
     # Converted again (another plan id), the merchant pays again: one subsidy per running plan.
     again = convert(app, "inst-2")
     assert again.merchant_subsidy_minor == SUBSIDY
-    assert ledger_figures(app, account_no)["subsidy_income"] == SUBSIDY
+    assert ledger_figures(app, account_no)["subsidy_unearned"] == SUBSIDY
     tenant = app.tenant("bank")
     with tenant.unit_of_work() as uow:
         ids = set(uow.session.scalars(select(LedgerEntry.entry_id).where(LedgerEntry.entry_id.like("%subsidy%"))))
@@ -265,7 +276,8 @@ def test_an_early_payoff_keeps_the_merchants_payment(make_sceneos) -> None:
     # All the charges are billed, and there are none: the customer owes the principal only.
     assert sum((i.billed_interest_minor or 0) + (i.billed_fee_minor or 0) for i in paid_off.installments) == 0
     figures = ledger_figures(app, account_no)
-    assert figures["receivable"] == 186_000 and figures["subsidy_income"] == SUBSIDY
+    assert figures["receivable"] == 186_000 and figures["subsidy_income"] == SUBSIDY  # earned at once
+    assert figures["subsidy_unearned"] == 0
     ledger_check(app)
 
 
@@ -282,7 +294,26 @@ def test_a_partial_refund_reschedules_an_interest_free_plan_at_no_charge(make_sc
     ]
     assert reduced.total_charge_minor == 0 and all(i.interest_minor == 0 for i in reduced.installments)
     figures = ledger_figures(app, account_no)
-    assert (figures["installment"], figures["subsidy_income"]) == (120_000, SUBSIDY)
+    assert (figures["installment"], figures["subsidy_unearned"], figures["subsidy_income"]) == (120_000, SUBSIDY, 0)
+    # Refunded in full, the plan closes and earns the rest of the merchant's payment at once.
+    run(app, lambda pay: pay.refund("flight-1", "rf-2", 120_000))
+    figures = ledger_figures(app, account_no)
+    assert (figures["installment"], figures["subsidy_unearned"], figures["subsidy_income"]) == (0, 0, SUBSIDY)
+    ledger_check(app)
+
+
+@BOTH
+def test_a_charge_off_earns_the_rest_of_the_merchants_payment(make_sceneos, sim_clock) -> None:
+    app = make_sceneos(config(subsidised_product(charge_off_days_past_due=90)))
+    account_no = bought(app, 186_000)
+    plan = convert(app)
+    # Nothing is ever repaid: the account is charged off within half a year, its plan with it.
+    sim_clock.set(datetime(2026, 6, 30, 4, tzinfo=sim_clock.now().tzinfo))
+    assert run(app, lambda pay: pay.account(account_no)).status == "charged_off"
+    closed = plans(app, lambda s: s.plan(plan.plan_no))
+    assert closed.status == "charged_off"
+    figures = ledger_figures(app, account_no)
+    assert (figures["installment"], figures["subsidy_unearned"], figures["subsidy_income"]) == (0, 0, SUBSIDY)
     ledger_check(app)
 
 
