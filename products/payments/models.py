@@ -228,6 +228,8 @@ class ReconRun(TenantOwned, Base):
     matched_count: Mapped[int | None]
     exception_count: Mapped[int | None]
     summary: Mapped[dict[str, int] | None] = mapped_column(JSON)
+    # When the job payments.recon_purge deleted the run's lines (recon_line_retention_days).
+    lines_purged_at: Mapped[datetime | None]
 
 
 class ReconLine(TenantOwned, Base):

@@ -11,7 +11,7 @@ from products.payments.api import router
 from products.payments.cli import cli
 from products.payments.console.routes import router as console_router
 from products.payments.container import PaymentsContainer
-from products.payments.reconciliation import RECONCILE
+from products.payments.reconciliation import RECON_PURGE, RECONCILE
 from products.payments.settings import PaymentsSettings
 from products.payments.settlement import JOBS as SETTLEMENT_JOBS
 
@@ -28,7 +28,7 @@ def sceneos_register_modules() -> list[ModuleSpec]:
             migrations=Path(__file__).parent / "migrations",
             router=router,
             web=console_router,
-            jobs=(*SETTLEMENT_JOBS, RECONCILE),
+            jobs=(*SETTLEMENT_JOBS, RECONCILE, RECON_PURGE),
             cli=cli,
             container=PaymentsContainer,
         )

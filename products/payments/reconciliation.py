@@ -84,6 +84,8 @@ class ReconRunView:
     received_by: str
     received_at: datetime
     reconciled_at: datetime | None
+    # The run's parsed lines were deleted then (recon_line_retention_days); None: still kept.
+    lines_purged_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -397,6 +399,33 @@ class ReconciliationService:
             raise NotFixed(f"run {later_run_no} still has this difference (exception {still})")
         return later.run_no
 
+    # --- retention -------------------------------------------------------------------------------
+
+    def purge_lines(self, business_date: date) -> list[str]:
+        """Delete the parsed lines of every run reconciled for a business date more than
+        ``recon_line_retention_days`` before ``business_date`` (none while the setting is 0). The
+        run, its counts, exceptions and audit stay: only matching reads the lines, and a run is
+        never matched again. Answers the runs purged; a run already purged is left alone."""
+        days = self.settings.recon_line_retention_days
+        if not days:
+            return []
+        cutoff = business_date - timedelta(days=days)
+        runs = self.session.scalars(select(ReconRun).where(
+            ReconRun.status == "reconciled", ReconRun.business_date < cutoff, ReconRun.lines_purged_at.is_(None),
+        ).order_by(ReconRun.id)).all()
+        now = self.uow.clock.now()
+        lines = ReconLine.__table__
+        for run in runs:
+            # The lines table has no tenant index (its key leads with run_id): a run's id is the
+            # tenant's own, found above through the tenant-filtered runs.
+            self.session.execute(lines.delete().where(lines.c.run_id == run.id, lines.c.tenant_id == self.tenant.id))
+            run.lines_purged_at = now
+            self._audit(run.id, None, "lines_purged", "job:payments.recon_purge", f"retention {days} days", None)
+        self.session.flush()
+        if runs:
+            log.info("reconciliation lines purged", runs=len(runs), before=cutoff.isoformat())
+        return [run.run_no for run in runs]
+
     # --- reading ---------------------------------------------------------------------------------
 
     def get_run(self, run_no: str) -> ReconRunView:
@@ -530,7 +559,8 @@ class ReconciliationService:
                 ReconException.run_id == row.id, ReconException.resolution.is_(None))).scalar_one()
         return ReconRunView(row.run_no, row.business_date, row.file_name, row.file_format, row.file_digest, row.status,
                             row.line_count, row.our_count, row.matched_count, row.exception_count, open_count,
-                            dict(row.summary or {}), row.received_by, row.received_at, row.reconciled_at)
+                            dict(row.summary or {}), row.received_by, row.received_at, row.reconciled_at,
+                            row.lines_purged_at)
 
     @staticmethod
     def _exception_view(row: ReconException, run_no: str) -> ReconExceptionView:
@@ -555,6 +585,19 @@ def _reconcile_partition(ctx: Any) -> dict[str, int]:
     runs = service.reconcile_received(ctx.business_date, actor="job:payments.reconcile")
     return {"runs": len(runs), "matched": sum(r.matched_count or 0 for r in runs),
             "exceptions": sum(r.exception_count or 0 for r in runs)}
+
+
+def _purge_partition(ctx: Any) -> dict[str, int]:
+    service = ReconciliationService(ctx.uow, ctx.module("payments").settings)
+    return {"runs_purged": len(service.purge_lines(ctx.business_date))}
+
+
+RECON_PURGE = JobSpec(
+    name="payments.recon_purge",
+    partitions=lambda ctx: ["all"],
+    run_partition=_purge_partition,
+    description="Delete the parsed lines of statement files reconciled longer ago than recon_line_retention_days",
+)
 
 
 RECONCILE = JobSpec(

@@ -87,6 +87,11 @@ class PaymentsSettings(ModuleSettings):
                                         description="ledger account of what payment channels owe the bank")
     recon_write_off_account: str = Field(default="bank:payments:recon_writeoff", min_length=1, max_length=64,
                                          description="ledger account reconciliation differences are written off to")
+    # The parsed lines of a reconciled statement file are read only while it is matched: after this
+    # many days the job payments.recon_purge deletes them (the run, its exceptions and audit stay).
+    # 0 keeps them for ever; the channel's original file is the record a bank archives.
+    recon_line_retention_days: int = Field(default=0, ge=0, le=36_500,
+                                           description="days to keep a reconciled file's lines (0: for ever)")
     console: ConsoleSettings = Field(default_factory=ConsoleSettings, description="the cashier console's sessions")
 
     @model_validator(mode="after")

@@ -362,3 +362,63 @@ def test_refunds_are_reconciled_against_the_channels_debits(station, sim_clock) 
     with pytest.raises(NotFixed):
         recon(station, lambda svc: svc.resolve(chargeback.exception_no, "fixed", "ops", "x", later_run_no=later.run_no))
     assert ledger_call(station, lambda ledger: ledger.verify()) == []
+
+
+@BOTH
+def test_a_reconciled_files_lines_are_purged_after_the_retention_period(make_sceneos, sim_clock) -> None:
+    from core.testing.harness import tenant_config
+    from tests.payments.conftest import SETTINGS
+
+    modules = {"party": {}, "payments": {**SETTINGS, "recon_line_retention_days": 30}}
+    app = make_sceneos({"tenants": {"bank": tenant_config(modules=modules), "bank2": tenant_config(modules=modules)}})
+    service_call(app, lambda svc: svc.add_operator(OperatorDraft(employee_no="C001", merchant_id="station1",
+                                                                 name="Wang Fang", role="cashier", pin="1234")))
+    numbers = take_payments(app, DAY_PAYMENTS)
+    name = "recon_channel_2026-01-01.csv"
+    content = sample(name, numbers)
+    run, _ = recon(app, lambda svc: svc.receive(DAY, content, "csv", file_name=name, actor="ops"))
+    # A corrected file received but not matched yet, and the other bank's run of the same file.
+    held, _ = recon(app, lambda svc: svc.receive(DAY, content + b"C9,,1.00,CNY,SUCCESS,\n", "csv", file_name="v2.csv",
+                                                 actor="sftp", reconcile=False))
+    runtime2 = app.tenant("bank2").module("payments")
+    with runtime2.tenant.unit_of_work() as uow:
+        ReconciliationService(uow, runtime2.settings).receive(DAY, content, "csv", file_name=name, actor="ops")
+
+    def lines_of(run_no: str, tenant_id: str = "bank") -> int:
+        with app.tenant(tenant_id).unit_of_work() as uow:
+            run_id = uow.session.scalars(select(ReconRun.id).where(ReconRun.run_no == run_no)).one_or_none()
+            return uow.session.execute(select(func.count()).select_from(ReconLine)
+                                       .where(ReconLine.run_id == run_id)).scalar_one()
+
+    assert (lines_of(run.run_no), lines_of(held.run_no)) == (3, 4)
+    runner = JobRunner(app)
+    sim_clock.set(datetime(2026, 3, 1, 4, tzinfo=UTC))
+    # 30 days after the run's day it is still kept; the day after, its lines go.
+    assert runner.run("bank", "payments.recon_purge", date(2026, 1, 31)).summary["runs_purged"] == 0
+    assert lines_of(run.run_no) == 3
+    report = runner.run("bank", "payments.recon_purge", date(2026, 2, 1))
+    assert report.completed and report.summary["runs_purged"] == 1
+    assert (lines_of(run.run_no), lines_of(held.run_no)) == (0, 4)  # a run not matched keeps its lines
+    with runtime2.tenant.unit_of_work() as uow:
+        [other] = ReconciliationService(uow, runtime2.settings).list_runs()
+    assert lines_of(other.run_no, "bank2") == 3 and other.lines_purged_at is None  # another bank's job
+    # The run, its figures, exceptions and audit stay; an exception is still resolved.
+    kept = recon(app, lambda svc: svc.get_run(run.run_no))
+    assert kept.lines_purged_at == datetime(2026, 3, 1, 4, tzinfo=UTC)
+    assert (kept.line_count, kept.matched_count, kept.exception_count) == (run.line_count, run.matched_count,
+                                                                           run.exception_count)
+    [first, *_] = recon(app, lambda svc: svc.exceptions(run.run_no))
+    assert recon(app, lambda svc: svc.resolve(first.exception_no, "accept", "ops", "checked")).resolution == "accept"
+    assert [a.action for a in recon(app, lambda svc: svc.audit(run.run_no))][:3] == [
+        "received", "reconciled", "lines_purged"]
+    # Later days purge nothing twice.
+    assert runner.run("bank", "payments.recon_purge", date(2026, 2, 2)).summary["runs_purged"] == 0
+
+
+def test_lines_are_kept_for_ever_by_default(station, sim_clock) -> None:
+    numbers = take_payments(station, DAY_PAYMENTS)
+    name = "recon_channel_2026-01-01.csv"
+    recon(station, lambda svc: svc.receive(DAY, sample(name, numbers), "csv", file_name=name, actor="ops"))
+    sim_clock.set(datetime(2027, 1, 1, 4, tzinfo=UTC))
+    assert JobRunner(station).run("bank", "payments.recon_purge", date(2026, 12, 31)).summary["runs_purged"] == 0
+    assert counts(station)[1] == 3
