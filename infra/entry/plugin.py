@@ -10,6 +10,7 @@ from core.hookspecs import hookimpl
 from core.modules import ModuleSpec
 from infra.entry.cli import cli
 from infra.entry.container import EntryContainer
+from infra.entry.retention import PURGE
 from infra.entry.settings import EntryModuleSettings
 
 
@@ -25,6 +26,7 @@ def sceneos_register_modules() -> list[ModuleSpec]:
             cli=cli,
             cli_aliases={"partners": "partners", "webhooks": "webhooks"},
             container=EntryContainer,
+            jobs=(PURGE,),
             default_enabled=True,
         )
     ]

@@ -21,6 +21,10 @@ class EntryModuleSettings(ModuleSettings):
     webhook_backoff_base_seconds: int = Field(default=10, ge=1, le=3600, description="first retry delay; doubles")
     webhook_backoff_max_seconds: int = Field(default=3600, ge=1, le=86_400)
     webhook_batch_size: int = Field(default=100, ge=1, le=10_000)
+    # Finished webhook deliveries (delivered, or given up on) are kept this many days after the day
+    # they were created, then the job entry.webhook_purge deletes them with their attempts. 0: for ever.
+    webhook_retention_days: int = Field(default=0, ge=0, le=36_500,
+                                        description="days to keep finished webhook deliveries (0: for ever)")
     # Days a new consent lasts when the partner gives no expiry.
     consent_default_days: int = Field(default=365, ge=1, le=3650)
 

@@ -8,6 +8,7 @@ from typing import Any
 from core.hookspecs import hookimpl
 from core.modules import ModuleSpec
 from infra.outbox.cli import cli
+from infra.outbox.retention import PURGE
 from infra.outbox.settings import OutboxSettings
 
 
@@ -21,6 +22,7 @@ def sceneos_register_modules() -> list[ModuleSpec]:
             settings_model=OutboxSettings,
             migrations=Path(__file__).parent / "migrations",
             cli=cli,
+            jobs=(PURGE,),
             default_enabled=True,
         )
     ]

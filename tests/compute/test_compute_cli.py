@@ -104,7 +104,7 @@ def test_run_status_and_jobs_from_the_command_line(workdir) -> None:
     (["run", "interest.accrue", "-t", "bank_b", "--date", "2026-13-01"],
      "error: --date must be a date as YYYY-MM-DD, not '2026-13-01'"),
     (["run", "interest.nope", "-t", "bank_b", "--date", "2026-01-01"],
-     "error: tenant 'bank_b' has no job 'interest.nope' (available: interest.accrue, "),
+     "error: tenant 'bank_b' has no job 'interest.nope' (available: entry.webhook_purge, interest.accrue, "),
     (["run", "interest.accrue", "-t", "bank_b", "--date", "2026-01-01", "--scheduler", "tcp://x:8786"],
      "error: --scheduler and --workers need --executor dask"),
 ])

@@ -174,7 +174,7 @@ def test_a_done_partition_is_never_run_again(interest_app) -> None:
 def test_plans_and_names_are_checked(interest_app) -> None:
     app = interest_app()
     runner = JobRunner(app)
-    with pytest.raises(UnknownJob, match=r"no job 'interest\.nope' \(available: interest\.accrue, "):
+    with pytest.raises(UnknownJob, match=r"no job 'interest\.nope' \(available: entry\.webhook_purge, interest\.accrue, "):
         runner.run("bank_b", "interest.nope", DAY)
     with pytest.raises(InvalidJob, match="partition key 'a' is listed twice"):
         runner.run("bank_b", "interest.duplicate_keys", DAY)

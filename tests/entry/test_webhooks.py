@@ -175,3 +175,61 @@ def test_events_naming_no_partner_go_to_subscribers_of_their_type(make_sceneos, 
         dispatcher.close()
     assert (report.attempted, report.delivered) == (1, 1)
     assert hook.received[0]["event"]["type"] == "party.customer.registered"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
+def test_finished_deliveries_are_purged_after_the_retention_period(make_sceneos, orders_module, receiver,
+                                                                    sim_clock) -> None:
+    from datetime import UTC, date, datetime
+
+    from entry_support import two_banks
+    from sqlalchemy import func, select
+
+    from core.events import Event
+    from infra.compute import JobRunner
+    from infra.entry.models import EntryWebhookAttempt, EntryWebhookDelivery
+    from infra.entry.runtime import entry_of
+    from infra.entry.webhooks import WebhookDispatcher, record_event
+    from infra.outbox.models import OutboxEvent
+
+    hook = receiver()
+    app = make_sceneos(two_banks(webhook_url=hook.url, entry_settings={"webhook_retention_days": 30}),
+                       plugins={"orders": orders_module})
+    tenant = app.tenant("bank_a")
+
+    def event(order_no: str) -> Event:
+        return Event(type="orders.order.created", tenant_id="bank_a", occurred_at=app.clock.now(),
+                     payload={"partner_id": "travel", "order_no": order_no})
+
+    # 1 January: one delivery sent; one whose event the outbox still holds for another subscriber.
+    sent, held = event("sent"), event("held")
+    with tenant.unit_of_work() as uow:
+        uow.session.add(OutboxEvent(id=held.id, tenant_id="bank_a", type=held.type, subject=None,
+                                    payload=held.payload, occurred_at=held.occurred_at, delivered_at=None,
+                                    next_attempt_at=held.occurred_at, attempts=1))
+    assert record_event(sent, tenant) == 1 and record_event(held, tenant) == 1
+    dispatcher = WebhookDispatcher(app, entry_of(app))
+    try:
+        assert dispatcher.run_once().delivered == 2
+        # 20 February: one more, which the receiver never gets (still pending).
+        sim_clock.set(datetime(2026, 2, 20, 4, tzinfo=UTC))
+        hook.server.shutdown()
+        assert record_event(event("later"), tenant) == 1
+    finally:
+        dispatcher.close()
+
+    def counts() -> tuple[int, int]:
+        with tenant.unit_of_work() as uow:
+            return (uow.session.execute(select(func.count()).select_from(EntryWebhookDelivery)).scalar_one(),
+                    uow.session.execute(select(func.count()).select_from(EntryWebhookAttempt)).scalar_one())
+
+    assert counts() == (3, 2)
+    sim_clock.set(datetime(2026, 3, 1, 4, tzinfo=UTC))
+    runner = JobRunner(app)
+    assert runner.run("bank_a", "entry.webhook_purge", date(2026, 1, 31)).summary["webhook_deliveries_purged"] == 0
+    report = runner.run("bank_a", "entry.webhook_purge", date(2026, 2, 1))
+    assert report.completed and report.summary["webhook_deliveries_purged"] == 1
+    assert counts() == (2, 1)
+    with tenant.unit_of_work() as uow:
+        left = {d.event_id for d in uow.session.scalars(select(EntryWebhookDelivery))}
+    assert sent.id not in left and held.id in left

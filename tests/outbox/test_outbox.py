@@ -335,3 +335,53 @@ def test_work_is_handed_over_only_during_an_outbox_delivery() -> None:
     from infra.outbox.service import defer_to_receipt
 
     assert defer_to_receipt(lambda uow: None) is False  # e.g. the in-process bus: do it yourself
+
+
+@BOTH
+def test_delivered_events_are_purged_after_the_retention_period(make_sceneos, sim_clock) -> None:
+    from datetime import UTC, date, datetime
+
+    from infra.compute import JobRunner
+
+    good, flaky = Subscriber(), Subscriber(fail_times=100)
+    modules = {"party": {}, "entry": {"enabled": False}, "outbox": {"retention_days": 30}}
+    app = make_sceneos(
+        {"tenants": {"bank": tenant_config(plugins=["good", "flaky"], modules=modules),
+                     "bank2": tenant_config(plugins=["good"], modules=modules)}},
+        plugins={"good": good, "flaky": flaky},
+    )
+    # 1 January (Shanghai): one event delivered to everyone at bank, one still failing at bank;
+    # one delivered at bank2.
+    with app.tenant("bank").unit_of_work() as uow:
+        uow.publish("test.retried", {})
+    flaky.fail_times = 0
+    with app.tenant("bank").unit_of_work() as uow:
+        flaky_off = uow.publish("test.done", {})
+    flaky.fail_times = 100
+    with app.tenant("bank2").unit_of_work() as uow:
+        uow.publish("test.done", {})
+    sim_clock.set(datetime(2026, 2, 20, 4, tzinfo=UTC))
+    with app.tenant("bank").unit_of_work() as uow:
+        recent = uow.publish("test.recent", {"n": 1})
+
+    def events(tenant_id: str) -> set[str]:
+        with app.tenant(tenant_id).unit_of_work() as uow:
+            return {e.type for e in uow.session.scalars(select(OutboxEvent))}
+
+    def receipts(tenant_id: str) -> int:
+        with app.tenant(tenant_id).unit_of_work() as uow:
+            return len(uow.session.scalars(select(OutboxDelivery)).all())
+
+    runner = JobRunner(app)
+    sim_clock.set(datetime(2026, 3, 1, 4, tzinfo=UTC))
+    # Day D - 30 is 1 January: its events are kept; the next day, the delivered ones go.
+    assert runner.run("bank", "outbox.purge", date(2026, 1, 31)).summary["events_purged"] == 0
+    before = receipts("bank")
+    report = runner.run("bank", "outbox.purge", date(2026, 2, 1))
+    assert report.completed and report.summary["events_purged"] == 1
+    assert events("bank") == {"test.retried", "test.recent"}  # still being retried; too recent
+    assert receipts("bank") == before - 2  # the purged event's two receipts went with it
+    assert events("bank2") == {"test.done"}  # another bank's own job decides for it
+    with app.tenant("bank").unit_of_work() as uow:
+        assert uow.session.get(OutboxEvent, flaky_off.id) is None
+        assert uow.session.get(OutboxEvent, recent.id) is not None

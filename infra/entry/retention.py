@@ -1,0 +1,64 @@
+"""Retention of the webhook delivery log: the compute job ``entry.webhook_purge``.
+
+Every event a partner receives leaves a delivery (``entry_webhook_deliveries``, with the exact body
+sent) and one attempt row per POST (``entry_webhook_attempts``). With the entry module's
+``webhook_retention_days`` set, ``entry.webhook_purge`` for business date D deletes the deliveries
+finished (``delivered``, or ``dead``: given up on) that were created before the first instant of day
+D - webhook_retention_days in the bank's time zone, with their attempts. A delivery still pending is
+never deleted; nor is one whose event the outbox is still delivering to another subscriber, since
+the outbox would then hand the event over again and a second delivery (a duplicate webhook) would be
+recorded in place of the one purged. With ``webhook_retention_days`` 0 (the default) nothing is.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import delete, exists, select
+
+from core.clock import day_window
+from core.modules import JobSpec
+from infra.entry.models import EntryWebhookAttempt, EntryWebhookDelivery
+from infra.outbox.models import OutboxEvent
+
+log = structlog.get_logger("sceneos.entry")
+
+
+def purge_finished(ctx: Any) -> dict[str, int]:
+    """One run's work (one partition): see the module docstring."""
+    days = ctx.module("entry").settings.webhook_retention_days
+    if not days:
+        return {"webhook_deliveries_purged": 0}
+    tenant = ctx.uow.tenant
+    kept_from, _ = day_window(tenant.timezone, ctx.business_date - timedelta(days=days))
+    d = EntryWebhookDelivery
+    still_in_outbox = exists().where(
+        OutboxEvent.tenant_id == tenant.id, OutboxEvent.id == d.event_id, OutboxEvent.delivered_at.is_(None)
+    )
+    finished = (
+        d.tenant_id == tenant.id,
+        d.status.in_(("delivered", "dead")),
+        d.created_at < kept_from,
+        ~still_in_outbox,
+    )
+    session = ctx.uow.session
+    ids = select(d.id).where(*finished)
+    session.execute(
+        delete(EntryWebhookAttempt).where(
+            EntryWebhookAttempt.tenant_id == tenant.id, EntryWebhookAttempt.delivery_id.in_(ids)
+        ).execution_options(synchronize_session=False)
+    )
+    purged = session.execute(delete(d).where(*finished).execution_options(synchronize_session=False)).rowcount
+    if purged:
+        log.info("webhook deliveries purged", deliveries=purged, created_before=kept_from.isoformat())
+    return {"webhook_deliveries_purged": int(purged or 0)}
+
+
+PURGE = JobSpec(
+    name="entry.webhook_purge",
+    partitions=lambda ctx: ["all"],
+    run_partition=purge_finished,
+    description="Delete webhook deliveries finished longer ago than webhook_retention_days, with their attempts",
+)
