@@ -35,6 +35,12 @@ def day_window(timezone: str | tzinfo, day: date) -> tuple[datetime, datetime]:
     return start, end
 
 
+def retained_from(timezone: str | tzinfo, day: date, days: int) -> datetime:
+    """The first instant a retention of ``days`` days keeps as of business day ``day``: the start of
+    day ``day - days`` in the bank's time zone (what happened before it may be deleted)."""
+    return day_window(timezone, day - timedelta(days=days))[0]
+
+
 def business_date(clock: Clock, timezone: str | tzinfo) -> date:
     """The calendar date at the clock's instant in a bank's timezone (banks close days locally)."""
     tz = ZoneInfo(timezone) if isinstance(timezone, str) else timezone

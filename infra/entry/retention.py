@@ -12,13 +12,12 @@ recorded in place of the one purged. With ``webhook_retention_days`` 0 (the defa
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import structlog
 from sqlalchemy import delete, exists, select
 
-from core.clock import day_window
+from core.clock import retained_from
 from core.modules import JobSpec
 from infra.entry.models import EntryWebhookAttempt, EntryWebhookDelivery
 from infra.outbox.models import OutboxEvent
@@ -32,7 +31,7 @@ def purge_finished(ctx: Any) -> dict[str, int]:
     if not days:
         return {"webhook_deliveries_purged": 0}
     tenant = ctx.uow.tenant
-    kept_from, _ = day_window(tenant.timezone, ctx.business_date - timedelta(days=days))
+    kept_from = retained_from(tenant.timezone, ctx.business_date, days)
     d = EntryWebhookDelivery
     still_in_outbox = exists().where(
         OutboxEvent.tenant_id == tenant.id, OutboxEvent.id == d.event_id, OutboxEvent.delivered_at.is_(None)

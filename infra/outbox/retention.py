@@ -10,13 +10,12 @@ is never deleted, whatever its age. With ``retention_days`` 0 (the default) noth
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import structlog
 from sqlalchemy import delete, select
 
-from core.clock import day_window
+from core.clock import retained_from
 from core.modules import JobSpec
 from infra.outbox.models import OutboxDelivery, OutboxEvent
 
@@ -29,7 +28,7 @@ def purge_delivered(ctx: Any) -> dict[str, int]:
     if not days:
         return {"events_purged": 0}
     tenant = ctx.uow.tenant
-    kept_from, _ = day_window(tenant.timezone, ctx.business_date - timedelta(days=days))
+    kept_from = retained_from(tenant.timezone, ctx.business_date, days)
     session = ctx.uow.session
     old = select(OutboxEvent.id).where(
         OutboxEvent.tenant_id == tenant.id,

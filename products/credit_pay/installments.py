@@ -672,16 +672,8 @@ class InstallmentService:
                 "plan_already_billed",
                 f"plan {plan_no} has billed installments; pay it off instead",
             )
-        self.pay.ledger.post(
-            EntryDraft(
-                f"credit_pay:installment_cancel:{plan_no}",
-                [
-                    Posting.debit(receivable_account(account.account_no), plan.principal_minor),
-                    Posting.credit(installment_account(account.account_no), plan.principal_minor),
-                ],
-                description="installment plan cancelled",
-                metadata={"plan_no": plan_no},
-            )
+        self._to_revolving(
+            plan, plan.principal_minor, f"credit_pay:installment_cancel:{plan_no}", "installment plan cancelled"
         )
         if plan.merchant_subsidy_minor:
             # The merchant paid for a plan that no longer runs: its payment is reversed.
@@ -726,27 +718,48 @@ class InstallmentService:
     def _close_refunded(
         self, plan: CreditPayInstallmentPlan, rows: list[CreditPayInstallment], purchase_id: str
     ) -> PlanView:
+        remaining = self._close(
+            plan, rows, "refunded", "installment plan closed: purchase refunded", purchase_id=purchase_id
+        )
+        plan.refunded_principal_minor += remaining
+        self.session.flush()
+        return self._view(plan, created=True)
+
+    def _close(
+        self, plan: CreditPayInstallmentPlan, rows: list[CreditPayInstallment], status: str, description: str,
+        **metadata: str,
+    ) -> int:
+        """End an active plan early as ``status`` (refunded, charged_off): its unbilled principal
+        back to the revolving receivable (entry ``credit_pay:installment_<cause>:<plan_no>``), the rest
+        of a merchant's subsidy earned, its unbilled installments never billed; the event. Answers
+        the principal moved."""
         remaining = sum(row.principal_minor for row in rows)
-        if remaining:
-            self.pay.ledger.post(
-                EntryDraft(
-                    f"credit_pay:installment_refund:{plan.plan_no}",
-                    [
-                        Posting.debit(receivable_account(plan.account_no), remaining),
-                        Posting.credit(installment_account(plan.account_no), remaining),
-                    ],
-                    description="installment plan closed: purchase refunded",
-                    metadata={"plan_no": plan.plan_no, "purchase_id": purchase_id},
-                )
-            )
+        cause = {"refunded": "refund", "charged_off": "charge_off"}[status]
+        self._to_revolving(plan, remaining, f"credit_pay:installment_{cause}:{plan.plan_no}", description, **metadata)
         self._earn_rest(plan, rows)
         for row in rows:
-            row.status = "refunded"
-        plan.refunded_principal_minor += remaining
-        plan.status, plan.closed_at = "refunded", self.uow.clock.now()
+            row.status = status
+        plan.status, plan.closed_at = status, self.uow.clock.now()
         self.session.flush()
-        self._publish("credit_pay.installment_plan.refunded", plan, principal_minor=remaining)
-        return self._view(plan, created=True)
+        self._publish(f"credit_pay.installment_plan.{status}", plan, principal_minor=remaining)
+        return remaining
+
+    def _to_revolving(
+        self, plan: CreditPayInstallmentPlan, amount: int, entry_id: str, description: str, **metadata: str
+    ) -> None:
+        """Move ``amount`` of the plan's unbilled principal back to the revolving receivable."""
+        if amount:
+            self.pay.ledger.post(
+                EntryDraft(
+                    entry_id,
+                    [
+                        Posting.debit(receivable_account(plan.account_no), amount),
+                        Posting.credit(installment_account(plan.account_no), amount),
+                    ],
+                    description=description,
+                    metadata={"plan_no": plan.plan_no, **metadata},
+                )
+            )
 
     def _reduce(
         self,
@@ -760,16 +773,13 @@ class InstallmentService:
         left = remaining - amount_minor
         assert rows and 0 < left < remaining
         charges_before = plan.total_charge_minor
-        self.pay.ledger.post(
-            EntryDraft(
-                f"credit_pay:installment_refund:{plan.plan_no}:{refund_id}",
-                [
-                    Posting.debit(receivable_account(plan.account_no), amount_minor),
-                    Posting.credit(installment_account(plan.account_no), amount_minor),
-                ],
-                description="installment plan reduced: purchase partly refunded",
-                metadata={"plan_no": plan.plan_no, "purchase_id": purchase_id, "refund_id": refund_id},
-            )
+        self._to_revolving(
+            plan,
+            amount_minor,
+            f"credit_pay:installment_refund:{plan.plan_no}:{refund_id}",
+            "installment plan reduced: purchase partly refunded",
+            purchase_id=purchase_id,
+            refund_id=refund_id,
         )
         # A merchant's interest-free plan was converted at a zero rate (period_rate_bps 0).
         period_rate = Decimal(plan.period_rate_bps) / 10_000
@@ -834,26 +844,7 @@ class InstallmentService:
             .order_by(CreditPayInstallmentPlan.id)
         ).all():
             rows = self._rows(plan.plan_no, status="scheduled")
-            remaining = sum(row.principal_minor for row in rows)
-            if remaining:
-                self.pay.ledger.post(
-                    EntryDraft(
-                        f"credit_pay:installment_charge_off:{plan.plan_no}",
-                        [
-                            Posting.debit(receivable_account(plan.account_no), remaining),
-                            Posting.credit(installment_account(plan.account_no), remaining),
-                        ],
-                        description="installment plan closed: account charged off",
-                        metadata={"plan_no": plan.plan_no},
-                    )
-                )
-            self._earn_rest(plan, rows)
-            for row in rows:
-                row.status = "charged_off"
-            plan.status, plan.closed_at = "charged_off", self.uow.clock.now()
-            self.session.flush()
-            self._publish("credit_pay.installment_plan.charged_off", plan, principal_minor=remaining)
-            moved += remaining
+            moved += self._close(plan, rows, "charged_off", "installment plan closed: account charged off")
         return moved
 
     # --- queries ------------------------------------------------------------------------------

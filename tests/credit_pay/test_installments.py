@@ -351,6 +351,30 @@ def test_every_refused_conversion_changes_nothing(make_sceneos) -> None:
 SHARED: dict[str, Any] = {}
 
 
+def next_example(shared: dict[str, Any], sim_clock: Any, make_app: Any, *, first_sequence: int) -> tuple[Any, int, Any]:
+    """For a hypothesis test on one app per test (``shared``): the app, this example's number and a
+    new activated account, opened on the next 6th after where the previous example left the clock."""
+    from products.credit_pay.service import ActivationDraft
+
+    if shared.get("clock") is not sim_clock:
+        shared.update(clock=sim_clock, app=make_app(), examples=0)
+    app, example = shared["app"], shared["examples"]
+    shared["examples"] += 1
+    start = app.tenant("bank").business_date() + timedelta(days=1)
+    while start.day != 6:
+        start += timedelta(days=1)
+    sim_clock.set(datetime(start.year, start.month, start.day, 4, tzinfo=UTC))
+    customer_no = register(app, sequence=first_sequence + example)
+    account = run(
+        app,
+        lambda pay: pay.activate(
+            ActivationDraft(request_id=f"a-{example}", customer_no=customer_no, consented=dict(GOOD_CONSENT))
+        ),
+        partner_id="travel_app",
+    ).account
+    return app, example, account
+
+
 @settings(max_examples=15)
 @given(
     converted=st.integers(10_000, 200_000),
@@ -372,26 +396,11 @@ def test_repayments_give_back_line_only_for_principal(
     available line is exactly the line less the principal still owed (revolving and unbilled
     installment principal): installment interest and fees, repaid or not, never move the line."""
     from products.credit_pay.repayment import RepaymentDraft
-    from products.credit_pay.service import ActivationDraft
 
-    if SHARED.get("clock") is not sim_clock:
-        app = make_sceneos(config(product(early_payoff="all_charges", early_payoff_fee_bps="50")))
-        SHARED.update(clock=sim_clock, app=app, examples=0)
-    app, example = SHARED["app"], SHARED["examples"]
-    SHARED["examples"] += 1
-    # Each example opens its account on the next 6th, where the previous one left the clock.
-    start = app.tenant("bank").business_date() + timedelta(days=1)
-    while start.day != 6:
-        start += timedelta(days=1)
-    sim_clock.set(datetime(start.year, start.month, start.day, 4, tzinfo=UTC))
-    customer_no = register(app, sequence=100 + example)
-    account = run(
-        app,
-        lambda pay: pay.activate(
-            ActivationDraft(request_id=f"a-{example}", customer_no=customer_no, consented=dict(GOOD_CONSENT))
-        ),
-        partner_id="travel_app",
-    ).account
+    app, example, account = next_example(
+        SHARED, sim_clock, lambda: make_sceneos(config(product(early_payoff="all_charges", early_payoff_fee_bps="50"))),
+        first_sequence=100,
+    )
     no, line = account.account_no, account.line_minor
     assert line >= converted + revolving
     run(app, lambda pay: pay.authorize(purchase(no, f"c-{example}", converted)))

@@ -7,15 +7,15 @@ written off always add up to the plan's principal."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_credit_pay_service import GOOD_CONSENT, ledger_check, purchase, register, run
-from test_installments import balances, bill, bought, counts, plans, product
+from test_credit_pay_service import ledger_check, purchase, run
+from test_installments import balances, bill, bought, counts, next_example, plans, product
 from test_lines import EventRecorder
 
 from core.testing.harness import tenant_config
@@ -148,24 +148,8 @@ def test_principal_billed_scheduled_and_refunded_add_up(
     is refundable), the plan's principal is exactly what was billed, what is scheduled, what
     refunds took out and what a charge-off wrote off; the installment receivable is what is
     scheduled; the ledger balances."""
-    from products.credit_pay.service import ActivationDraft
-
-    if SHARED.get("clock") is not sim_clock:
-        SHARED.update(clock=sim_clock, app=make_sceneos_plain(make_sceneos), examples=0)
-    app, example = SHARED["app"], SHARED["examples"]
-    SHARED["examples"] += 1
-    start = app.tenant("bank").business_date() + timedelta(days=1)
-    while start.day != 6:
-        start += timedelta(days=1)
-    sim_clock.set(datetime(start.year, start.month, start.day, 4, tzinfo=UTC))
-    customer_no = register(app, sequence=200 + example)
-    account = run(
-        app,
-        lambda pay: pay.activate(
-            ActivationDraft(request_id=f"a-{example}", customer_no=customer_no, consented=dict(GOOD_CONSENT))
-        ),
-        partner_id="travel_app",
-    ).account
+    app, example, account = next_example(SHARED, sim_clock, lambda: make_sceneos_plain(make_sceneos), first_sequence=200)
+    start = app.tenant("bank").business_date()
     no = account.account_no
     principal = min(principal, account.line_minor)
     pid = f"p-{example}"
