@@ -267,6 +267,12 @@ def test_a_bank_plugin_replaces_the_limit_strategy_for_its_tenant_only(make_scen
         tenant: [register(app, tenant, seq=seq, birth=date(1970 + seq, 1, 9)) for seq in range(1, 9)]
         for tenant in ("bank_a", "bank_b")
     }
+    # The fake bureau makes a report up from the (random) customer number: pin a strong one for
+    # bank A's first customer, so that bank A always has an offer to check (the same database).
+    config["tenants"]["bank_a"] = credit_tenant(
+        "Bank A", plugins=["fake_bureau", "bank_a_limits"], plugin_config=pin_report(customers["bank_a"][0])
+    )
+    app = make_sceneos(config, plugins={"bank_a_limits": HalfLines()})
     consents = [
         {**STRONG_CONSENT, "income_band": band} for band in ("20k_plus", "10k_20k", "5k_10k", "3k_5k")
     ] * 2
