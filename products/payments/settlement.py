@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from core.errors import NotFound, ValidationFailed
 from core.modules import JobSpec
 from infra.ledger import EntryDraft, OwnerType, Posting, UnknownAccount
+from infra.payouts import PayoutDraft, Payouts
 from products.payments.errors import DayNotOver
 from products.payments.models import Merchant, Payment, Refund, Settlement
 from products.payments.statements import day_window, decimal_amount
@@ -140,12 +141,29 @@ class Settlements:
             existing = self._settlement_row(merchant_id, day)
             assert existing is not None
             return SettlementView.of(existing), False
+        if figures.net_minor > 0:
+            self._instruct_payout(merchant_id, day, figures)
         self.uow.publish("payments.settlement.posted",
                          {"merchant_id": merchant_id, "business_date": day.isoformat(), "currency": figures.currency,
                           "gross_minor": figures.gross_minor, "refunds_minor": figures.refunds_minor,
                           "fees_minor": figures.fees_minor, "net_minor": figures.net_minor},
                          subject=f"merchant:{merchant_id}")
         return SettlementView.of(row), True
+
+    def _instruct_payout(self: PaymentsService, merchant_id: str, day: date, figures: SettlementView) -> None:
+        """With the payouts module on and the merchant's bank account configured, the day's net
+        goes out of the bank: a payout instruction owed from the payout account (infra/payouts)."""
+        config = next((m for m in self.settings.merchants if m.merchant_id == merchant_id), None)
+        if config is None or config.bank_account is None or not self.tenant.has_module("payouts"):
+            return
+        account = config.bank_account
+        payouts = Payouts(self.uow, self.tenant.module("payouts").settings, self.ledger)
+        payouts.instruct(PayoutDraft(
+            instruction_id=entry_id_of(merchant_id, day), source="payments", debit_account=figures.payout_account,
+            creditor_name=account.holder_name, creditor_account=account.account_number,
+            creditor_agent=account.bank_code, amount_minor=figures.net_minor, currency=figures.currency,
+            remittance_info=f"settlement {merchant_id} {day.isoformat()}",
+        ))
 
     def _figures(self: PaymentsService, merchant: Merchant, day: date) -> SettlementView:
         start, end = day_window(self.tenant, day)
