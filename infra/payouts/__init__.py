@@ -1,5 +1,5 @@
 """Payouts: money owed outside the bank sent as ISO 20022 credit transfers (``service.py``)."""
 
-from infra.payouts.service import BatchView, PayoutDraft, Payouts, PayoutView, StatusOutcome
+from infra.payouts.service import BankAccount, BatchView, PayoutDraft, Payouts, PayoutView, StatusOutcome
 
-__all__ = ["BatchView", "PayoutDraft", "PayoutView", "Payouts", "StatusOutcome"]
+__all__ = ["BankAccount", "BatchView", "PayoutDraft", "PayoutView", "Payouts", "StatusOutcome"]

@@ -49,6 +49,25 @@ log = structlog.get_logger("sceneos.payouts")
 _ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
 
 
+class BankAccount(BaseModel):
+    """Where a beneficiary (a merchant) is paid outside the bank; modules keep it in configuration."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    holder_name: str = Field(min_length=1, max_length=140, description="the account holder's name")
+    account_number: str = Field(pattern=r"^[A-Za-z0-9]{1,34}$", description="IBAN or account number")
+    bank_code: str | None = Field(default=None, pattern=r"^[A-Za-z0-9]{1,35}$",
+                                  description="the account's bank: BIC or clearing code (e.g. CNAPS)")
+
+    def draft(self, *, instruction_id: str, source: str, debit_account: str, amount_minor: int, currency: str,
+              remittance_info: str) -> PayoutDraft:
+        """An instruction to pay this account."""
+        return PayoutDraft(instruction_id=instruction_id, source=source, debit_account=debit_account,
+                           creditor_name=self.holder_name, creditor_account=self.account_number,
+                           creditor_agent=self.bank_code, amount_minor=amount_minor, currency=currency,
+                           remittance_info=remittance_info)
+
+
 class PayoutDraft(BaseModel):
     """An instruction to pay ``amount_minor`` out of the bank, owed from ``debit_account``."""
 

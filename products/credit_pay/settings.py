@@ -20,6 +20,7 @@ from pydantic import Field, field_validator, model_validator
 
 from core.money import validate_currency
 from core.settings import ModuleSettings, StrictModel
+from infra.payouts import BankAccount
 from products.credit_pay.calc import Method, schedule
 
 # The principal on which plans are priced when the configuration is checked: 10,000.00 CNY.
@@ -245,12 +246,18 @@ class CreditPaySettings(ModuleSettings):
     # Where the money partners remit for the repayments they collected arrives (remittance.py): a
     # bank asset, one per currency (``<remittance_account>:<currency>``).
     remittance_account: str = Field(default="credit_pay:remittances_received", min_length=1, max_length=100)
+    # Where each merchant's settlements are paid outside the bank, by merchant id: with the payouts
+    # module on, every settlement posted is also instructed as a payout (settlement.py).
+    merchant_bank_accounts: dict[str, BankAccount] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _codes(self) -> CreditPaySettings:
         for code in self.products:
             if not re.match(CODE_PATTERN, code):
                 raise ValueError(f"product code {code!r} must be lower-case letters, digits and _ (max 32)")
+        for merchant_id in self.merchant_bank_accounts:
+            if not re.match(ID_PATTERN, merchant_id):
+                raise ValueError(f"merchant_bank_accounts: {merchant_id!r} is not a merchant id")
         return self
 
     def product(self, code: str) -> CreditProduct | None:

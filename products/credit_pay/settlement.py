@@ -4,7 +4,9 @@ A captured purchase credits the merchant's payable (``credit_pay:merchant:<curre
 a liability); a refund, and a merchant's payment for its interest-free plans, debit it. After
 business day D has ended, :meth:`MerchantSettlements.settle` moves what the payable owes through
 the end of D, and has not been settled yet, to ``credit_pay:merchant_payout:<currency>`` (a bank
-liability: the payouts the bank's payment rails send to merchants' bank accounts, outside SceneOS)
+liability: the payouts the bank's payment rails send to merchants' bank accounts; with the
+``payouts`` module on and the merchant's ``merchant_bank_accounts`` entry, each settlement is also
+instructed as a payout, which its pain.001 sends)
 in one entry ``credit_pay:merchant_settlement:<currency>:<merchant_id>:<D>``, and records it
 (``credit_pay_merchant_settlements``, one per merchant, currency and day).
 
@@ -38,6 +40,7 @@ from core.errors import NotFound, ValidationFailed
 from core.modules import JobSpec
 from core.money import validate_currency
 from infra.ledger import EntryDraft, Posting, UnknownAccount
+from infra.payouts import Payouts
 from products.credit_pay.models import CreditPayMerchantSettlement, CreditPayPurchase
 from products.credit_pay.service import CreditPayService, merchant_account
 from products.credit_pay.settings import ID_PATTERN
@@ -134,6 +137,7 @@ class MerchantSettlements:
         )
         self.session.add(row)
         self.session.flush()
+        self._instruct_payout(merchant_id, currency, day, view.amount_minor, entry_id)
         self.uow.publish(
             "credit_pay.merchant.settled",
             {
@@ -205,6 +209,17 @@ class MerchantSettlements:
             posted=False,
             created_at=None,
         )
+
+    def _instruct_payout(self, merchant_id: str, currency: str, day: date, amount_minor: int, entry_id: str) -> None:
+        """With the payouts module on and the merchant's bank account configured, the settlement goes
+        out of the bank: a payout owed from the payout account (infra/payouts)."""
+        account = self.pay.settings.merchant_bank_accounts.get(merchant_id)
+        if account is None or not self.tenant.has_module("payouts"):
+            return
+        Payouts(self.uow, self.tenant.module("payouts").settings, self.pay.ledger).instruct(account.draft(
+            instruction_id=entry_id, source="credit_pay", debit_account=merchant_payout_account(currency),
+            amount_minor=amount_minor, currency=currency, remittance_info=f"credit pay settlement {day.isoformat()}",
+        ))
 
     def _row(self, merchant_id: str, currency: str, day: date) -> CreditPayMerchantSettlement | None:
         return self.session.scalars(

@@ -8,6 +8,7 @@ from decimal import Decimal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
 from core.settings import ModuleSettings
+from infra.payouts import BankAccount
 from products.payments.console.settings import ConsoleSettings
 
 _ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"
@@ -29,15 +30,6 @@ class StoreConfig(BaseModel):
     terminals: list[TerminalConfig] = Field(default_factory=list)
 
 
-class BankAccountConfig(BaseModel):
-    """Where a merchant's settlements are paid outside the bank (the payouts module's transfers)."""
-
-    holder_name: str = Field(min_length=1, max_length=140, description="the account holder's name")
-    account_number: str = Field(pattern=r"^[A-Za-z0-9]{1,34}$", description="IBAN or account number")
-    bank_code: str | None = Field(default=None, pattern=r"^[A-Za-z0-9]{1,35}$",
-                                  description="the account's bank: BIC or clearing code (e.g. CNAPS)")
-
-
 class MerchantConfig(BaseModel):
     """A merchant as configured per tenant; seeded into the database at startup."""
 
@@ -51,7 +43,7 @@ class MerchantConfig(BaseModel):
     payout_account: str | None = Field(default=None, min_length=1, max_length=64,
                                        description="ledger account the daily settlement pays the net to "
                                                    "(default: the module's settlement_clearing_account)")
-    bank_account: BankAccountConfig | None = Field(
+    bank_account: BankAccount | None = Field(
         default=None, description="with the payouts module enabled, each day's net settlement is sent here")
     webhook_url: str | None = Field(default=None, pattern=r"^https?://", max_length=500,
                                     description="the merchant's system, notified of payment events")

@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from core.errors import NotFound, ValidationFailed
 from core.modules import JobSpec
 from infra.ledger import EntryDraft, OwnerType, Posting, UnknownAccount
-from infra.payouts import PayoutDraft, Payouts
+from infra.payouts import Payouts
 from products.payments.errors import DayNotOver
 from products.payments.models import Merchant, Payment, Refund, Settlement
 from products.payments.statements import day_window, decimal_amount
@@ -156,12 +156,10 @@ class Settlements:
         config = next((m for m in self.settings.merchants if m.merchant_id == merchant_id), None)
         if config is None or config.bank_account is None or not self.tenant.has_module("payouts"):
             return
-        account = config.bank_account
         payouts = Payouts(self.uow, self.tenant.module("payouts").settings, self.ledger)
-        payouts.instruct(PayoutDraft(
+        payouts.instruct(config.bank_account.draft(
             instruction_id=entry_id_of(merchant_id, day), source="payments", debit_account=figures.payout_account,
-            creditor_name=account.holder_name, creditor_account=account.account_number,
-            creditor_agent=account.bank_code, amount_minor=figures.net_minor, currency=figures.currency,
+            amount_minor=figures.net_minor, currency=figures.currency,
             remittance_info=f"settlement {merchant_id} {day.isoformat()}",
         ))
 
