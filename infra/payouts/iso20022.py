@@ -31,6 +31,12 @@ ACCEPTED = frozenset({"ACCP", "ACSP", "ACSC", "ACWC", "ACTC", "ACFC", "ACCC"})
 REJECTED = "RJCT"
 
 
+class StatusReportInvalid(ValidationFailed):
+    """The file is not a pain.002 that can be read; nothing was applied."""
+
+    code = "invalid_status_report"
+
+
 @dataclass(frozen=True)
 class Transfer:
     """One credit transfer of a pain.001 (an instruction's fields)."""
@@ -159,6 +165,6 @@ def _text(element: Any, name: str) -> str | None:
     return found.text.strip() if found is not None and found.text else None
 
 
-def _invalid(message: str) -> ValidationFailed:
-    return ValidationFailed(f"invalid status report: {message}",
-                            details=[{"field": "file", "code": "invalid_status_report", "message": message}])
+def _invalid(message: str) -> StatusReportInvalid:
+    return StatusReportInvalid(f"invalid status report: {message}",
+                               details=[{"field": "file", "code": "invalid_status_report", "message": message}])

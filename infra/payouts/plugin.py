@@ -7,6 +7,7 @@ from pathlib import Path
 
 from core.hookspecs import hookimpl
 from core.modules import ModuleSpec
+from infra.payouts.api import router
 from infra.payouts.cli import cli
 from infra.payouts.jobs import BATCH
 from infra.payouts.settings import PayoutsSettings
@@ -22,6 +23,7 @@ def sceneos_register_modules() -> list[ModuleSpec]:
             depends_on=("ledger",),
             settings_model=PayoutsSettings,
             migrations=Path(__file__).parent / "migrations",
+            router=router,
             cli=cli,
             jobs=(BATCH,),
         )

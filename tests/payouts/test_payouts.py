@@ -244,3 +244,41 @@ def test_a_credit_pay_merchants_settlement_is_sent_out_of_the_bank(make_sceneos,
         air.entry_id, 130_000, "Air Ticketing Ltd", "credit_pay")
     batch = call(app, lambda p: p.batch(DAY2, "CNY"))
     assert batch.count == 1 and "6222020000000001" in batch.document
+
+
+def test_the_bank_makes_files_and_posts_reports_over_http_and_a_partner_may_not(
+    make_sceneos, http_client, partner_client
+) -> None:
+    from core.sdk import PermissionDenied
+    from core.testing.harness import partner_config
+
+    key = ("pk_wallet_1", "wallet-secret-0123456789abcdef")
+    app = make_sceneos({"tenants": {"bank": tenant_config(
+        modules={"payouts": BANK}, partners={"wallet": partner_config("Wallet", key_id=key[0], secret=key[1],
+                                                                      scopes=["payouts"])})}})
+    with app.tenant("bank").unit_of_work() as uow:
+        ledger = app.tenant("bank").module("ledger").container.ledger(session=uow.session)
+        ledger.open_account("bank:cash", "CNY", "asset")
+        ledger.open_account(OWING, "CNY", "liability")
+        ledger.post(EntryDraft("owed", [Posting.debit("bank:cash", 50_000), Posting.credit(OWING, 50_000)]))
+    made = call(app, lambda p: p.instruct(draft("s-1", 20_000)))
+    client = http_client(app)
+    base = "/v1/tenants/bank/payouts"
+    batch = client.post(f"{base}/batches", json={"business_date": "2026-01-02", "currency": "CNY"})
+    assert batch.status_code == 201, batch.text
+    assert (batch.json()["count"], batch.json()["total_minor"]) == (1, 20_000)
+    batch_no = batch.json()["batch_no"]
+    assert client.get(f"{base}/batches/{batch_no}").json()["entry_id"] == f"payouts:sent:{batch_no}"
+    document = client.get(f"{base}/batches/{batch_no}/pain001")
+    assert document.headers["content-type"].startswith("application/xml") and made.payout_no in document.text
+    assert client.post(f"{base}/batches", json={"business_date": "2026-01-02"}).status_code == 204
+    applied = client.post(f"{base}/status-reports", content=status_report(batch_no, (made.payout_no, "ACSC", None)),
+                          headers={"content-type": "application/xml"})
+    assert applied.status_code == 200 and applied.json()["accepted"] == [made.payout_no]
+    assert [p["status"] for p in client.get(f"{base}/payouts", params={"status": "accepted"}).json()] == ["accepted"]
+    bad = client.post(f"{base}/status-reports", content=b"<nope/>", headers={"content-type": "application/xml"})
+    assert bad.status_code == 422 and bad.json()["code"] == "invalid_status_report"
+    assert client.get(f"{base}/batches/pob_unknown").status_code == 404
+    wallet = partner_client(app, *key)
+    with pytest.raises(PermissionDenied):
+        wallet.get("/v1/payouts/payouts")
