@@ -30,23 +30,18 @@ def purge_delivered(ctx: Any) -> dict[str, int]:
     tenant = ctx.uow.tenant
     kept_from = retained_from(tenant.timezone, ctx.business_date, days)
     session = ctx.uow.session
-    old = select(OutboxEvent.id).where(
+    old = (
         OutboxEvent.tenant_id == tenant.id,
         OutboxEvent.delivered_at.is_not(None),
         OutboxEvent.occurred_at < kept_from,
     )
     session.execute(
         delete(OutboxDelivery)
-        .where(OutboxDelivery.tenant_id == tenant.id, OutboxDelivery.event_id.in_(old))
+        .where(OutboxDelivery.tenant_id == tenant.id, OutboxDelivery.event_id.in_(select(OutboxEvent.id).where(*old)))
         .execution_options(synchronize_session=False)
     )
     purged = session.execute(
-        delete(OutboxEvent).where(
-            OutboxEvent.tenant_id == tenant.id,
-            OutboxEvent.delivered_at.is_not(None),
-            OutboxEvent.occurred_at < kept_from,
-        )
-        .execution_options(synchronize_session=False)
+        delete(OutboxEvent).where(*old).execution_options(synchronize_session=False)
     ).rowcount
     if purged:
         log.info("delivered events purged", events=purged, occurred_before=kept_from.isoformat())

@@ -48,11 +48,6 @@ class BatchSummary(BaseModel):
     entry_id: str
 
 
-def _payouts(runtime: ModuleRuntime, uow: object) -> Payouts:
-    ledger = runtime.tenant.module("ledger").container.ledger(session=uow.session)  # type: ignore[attr-defined]
-    return Payouts(uow, runtime.settings, ledger)  # type: ignore[arg-type]
-
-
 def _summary(batch: BatchView) -> BatchSummary:
     return BatchSummary(batch_no=batch.batch_no, business_date=batch.business_date, currency=batch.currency,
                         count=batch.count, total_minor=batch.total_minor, entry_id=batch.entry_id)
@@ -66,19 +61,19 @@ def router() -> APIRouter:
               responses={204: {"description": "no pending payout in the currency: no file"}})
     def make_batch(body: NewBatch, runtime: ModuleRuntime = Depends(payouts_module)) -> BatchSummary | Response:
         with runtime.tenant.unit_of_work() as uow:
-            made = _payouts(runtime, uow).batch(body.business_date, body.currency)
+            made = Payouts.of(uow).batch(body.business_date, body.currency)
         return Response(status_code=204) if made is None else _summary(made)
 
     @api.get("/batches/{batch_no}", dependencies=bank)
     def get_batch(batch_no: str, runtime: ModuleRuntime = Depends(payouts_module)) -> BatchSummary:
         with runtime.tenant.unit_of_work() as uow:
-            return _summary(_payouts(runtime, uow).get_batch(batch_no))
+            return _summary(Payouts.of(uow).get_batch(batch_no))
 
     @api.get("/batches/{batch_no}/pain001", dependencies=bank, response_class=Response,
              responses={200: {"content": {"application/xml": {}}}})
     def get_file(batch_no: str, runtime: ModuleRuntime = Depends(payouts_module)) -> Response:
         with runtime.tenant.unit_of_work() as uow:
-            document = _payouts(runtime, uow).get_batch(batch_no).document
+            document = Payouts.of(uow).get_batch(batch_no).document
         return Response(document.encode("utf-8"), media_type="application/xml")
 
     @api.post("/status-reports", dependencies=bank)
@@ -89,7 +84,7 @@ def router() -> APIRouter:
 
         def apply() -> StatusOutcome:
             with runtime.tenant.unit_of_work() as uow:
-                return _payouts(runtime, uow).apply_status_report(content)
+                return Payouts.of(uow).apply_status_report(content)
 
         return await run_in_threadpool(apply)
 
@@ -98,6 +93,6 @@ def router() -> APIRouter:
                      limit: int = Query(default=100, ge=1, le=1000),
                      runtime: ModuleRuntime = Depends(payouts_module)) -> list[PayoutView]:
         with runtime.tenant.unit_of_work() as uow:
-            return _payouts(runtime, uow).payouts(status, limit=limit)
+            return Payouts.of(uow).payouts(status, limit=limit)
 
     return api

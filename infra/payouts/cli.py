@@ -24,10 +24,9 @@ T = TypeVar("T")
 
 def _call(config: str | None, tenant: str, fn: Callable[[Payouts], T]) -> T:
     with open_app(config) as app:
-        runtime = app.tenant(tenant).module("payouts")
+        runtime = app.tenant(tenant).module("payouts")  # refused in one line when the bank has it off
         with runtime.tenant.unit_of_work() as uow:
-            ledger = runtime.tenant.module("ledger").container.ledger(session=uow.session)
-            return fn(Payouts(uow, runtime.settings, ledger))
+            return fn(Payouts.of(uow))
 
 
 @cli.command("batch")

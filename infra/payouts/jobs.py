@@ -8,13 +8,8 @@ from core.modules import JobSpec
 from infra.payouts.service import Payouts, currencies_pending
 
 
-def payouts_of(ctx: Any) -> Payouts:
-    return Payouts(ctx.uow, ctx.module("payouts").settings,
-                   ctx.module("ledger").container.ledger(session=ctx.uow.session))
-
-
 def _batch_currency(ctx: Any) -> dict[str, int]:
-    batch = payouts_of(ctx).batch(ctx.business_date, ctx.key)
+    batch = Payouts.of(ctx.uow).batch(ctx.business_date, ctx.key)
     return {"batches": int(batch is not None), "payouts_sent": batch.count if batch else 0}
 
 

@@ -47,6 +47,7 @@ from infra.payouts.settings import PayoutsSettings
 
 log = structlog.get_logger("sceneos.payouts")
 _ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
+_LOOKUP_CHUNK = 1_000
 
 
 class BankAccount(BaseModel):
@@ -137,6 +138,13 @@ class Payouts:
         self.session = uow.session
         self.settings = settings
         self.ledger = ledger
+
+    @classmethod
+    def of(cls, uow: UnitOfWork) -> Payouts:
+        """The payouts of ``uow``'s tenant (its ``payouts`` settings, its ledger on the same session)."""
+        tenant = uow.tenant
+        ledger = tenant.module("ledger").container.ledger(session=uow.session)
+        return cls(uow, tenant.module("payouts").settings, ledger)  # type: ignore[arg-type]
 
     def instruct(self, draft: PayoutDraft) -> PayoutView:
         existing = self._by_instruction(draft.instruction_id)
@@ -233,14 +241,19 @@ class Payouts:
         if not statuses and report.group_status == REJECTED and report.original_message_id:
             statuses = [(row.payout_no, REJECTED, None) for row in self.session.scalars(
                 select(PayoutInstruction).where(PayoutInstruction.batch_no == report.original_message_id))]
+        final = [payout_no for payout_no, status, _ in statuses if status in ACCEPTED or status == REJECTED]
+        rows: dict[str, PayoutInstruction] = {}
+        for start in range(0, len(final), _LOOKUP_CHUNK):  # a report of thousands: a few statements
+            chunk = final[start : start + _LOOKUP_CHUNK]
+            rows.update((row.payout_no, row) for row in self.session.scalars(
+                select(PayoutInstruction).where(PayoutInstruction.payout_no.in_(chunk))
+                .order_by(PayoutInstruction.id).with_for_update()))
         accepted, rejected, unchanged, unknown = [], [], [], []
         for payout_no, status, reason in statuses:
             if status not in ACCEPTED and status != REJECTED:
                 unchanged.append(payout_no)  # pending at the payment system: nothing final yet
                 continue
-            row = self.session.scalars(
-                select(PayoutInstruction).where(PayoutInstruction.payout_no == payout_no).with_for_update()
-            ).one_or_none()
+            row = rows.get(payout_no)
             if row is None:
                 unknown.append(payout_no)
             elif row.status != "sent":

@@ -790,8 +790,7 @@ class InstallmentService:
             row.interest_minor = 0 if flat else item.charge_minor
             row.fee_minor = item.charge_minor if flat else 0
         plan.refunded_principal_minor += amount_minor
-        self.session.flush()
-        plan.total_charge_minor = self._charges(plan.plan_no)
+        plan.total_charge_minor = self._charges(plan.plan_no)  # the rows just rescheduled, from the identity map
         self.session.flush()
         self._publish(
             "credit_pay.installment_plan.reduced",

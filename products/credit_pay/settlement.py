@@ -216,7 +216,7 @@ class MerchantSettlements:
         account = self.pay.settings.merchant_bank_accounts.get(merchant_id)
         if account is None or not self.tenant.has_module("payouts"):
             return
-        Payouts(self.uow, self.tenant.module("payouts").settings, self.pay.ledger).instruct(account.draft(
+        Payouts.of(self.uow).instruct(account.draft(
             instruction_id=entry_id, source="credit_pay", debit_account=merchant_payout_account(currency),
             amount_minor=amount_minor, currency=currency, remittance_info=f"credit pay settlement {day.isoformat()}",
         ))

@@ -156,8 +156,7 @@ class Settlements:
         config = next((m for m in self.settings.merchants if m.merchant_id == merchant_id), None)
         if config is None or config.bank_account is None or not self.tenant.has_module("payouts"):
             return
-        payouts = Payouts(self.uow, self.tenant.module("payouts").settings, self.ledger)
-        payouts.instruct(config.bank_account.draft(
+        Payouts.of(self.uow).instruct(config.bank_account.draft(
             instruction_id=entry_id_of(merchant_id, day), source="payments", debit_account=figures.payout_account,
             amount_minor=figures.net_minor, currency=figures.currency,
             remittance_info=f"settlement {merchant_id} {day.isoformat()}",

@@ -112,6 +112,30 @@ def test_days_settled_out_of_order_never_pay_twice_and_a_shortfall_is_carried(ma
     ledger_check(app)
 
 
+@BOTH
+def test_a_merchant_with_a_bank_account_is_paid_out_of_the_bank(make_sceneos, sim_clock) -> None:
+    from tests.payouts.test_payouts import BANK, call
+
+    with_payouts = config()
+    modules = with_payouts["tenants"]["bank"]["modules"]
+    modules["credit_pay"]["merchant_bank_accounts"] = {
+        "air": {"holder_name": "Air Ticketing Ltd", "account_number": "6222020000000001", "bank_code": "102100099996"}}
+    modules["payouts"] = BANK
+    app = make_sceneos(with_payouts)
+    no = open_account(app)
+    move_to(sim_clock, DAY1)
+    sell(app, no, "flight", 130_000)
+    sell(app, no, "hotel", 20_000, merchant_id="hotel")  # no bank account: settled to the payout account only
+    move_to(sim_clock, DAY2)
+    air, _ = settle(app, "air", DAY1)
+    settle(app, "hotel", DAY1)
+    [payout] = call(app, lambda p: p.payouts())
+    assert (payout.instruction_id, payout.amount_minor, payout.creditor_name, payout.source) == (
+        air.entry_id, 130_000, "Air Ticketing Ltd", "credit_pay")
+    batch = call(app, lambda p: p.batch(DAY2, "CNY"))
+    assert batch.count == 1 and "6222020000000001" in batch.document
+
+
 def test_the_job_settles_every_merchant_of_the_day(make_sceneos, sim_clock) -> None:
     app = make_sceneos(config())
     no = open_account(app)

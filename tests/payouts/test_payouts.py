@@ -1,7 +1,7 @@
 """Payouts on real databases: instructions (idempotent, refused when the owing account is unknown or
 in another currency), a pain.001 of the pending ones with the ledger moving them to in-transit, a
 pain.002 that settles some and returns others (each once), a batch rejected as a whole, reports that
-are not pain.002 refused, the CLI, and a payments merchant's daily settlement sent out of the bank."""
+are not pain.002 refused, the CLI and HTTP, and a payments merchant's daily settlement sent out of the bank."""
 
 from __future__ import annotations
 
@@ -40,10 +40,8 @@ def app_with(make_sceneos: Any, **payouts: Any) -> Any:
 
 
 def call(app: Any, fn: Any) -> Any:
-    tenant = app.tenant("bank")
-    with tenant.unit_of_work() as uow:
-        ledger = tenant.module("ledger").container.ledger(session=uow.session)
-        return fn(Payouts(uow, tenant.module("payouts").settings, ledger))
+    with app.tenant("bank").unit_of_work() as uow:
+        return fn(Payouts.of(uow))
 
 
 def balances(app: Any) -> dict[str, int]:
@@ -216,34 +214,6 @@ def test_a_merchants_daily_settlement_is_sent_out_of_the_bank(make_sceneos, sim_
     report = JobRunner(app).run("bank", "payouts.batch", date(2026, 1, 2))
     assert report.completed and report.summary["payouts_sent"] == 1
     assert call(app, lambda p: p.payout(payout.instruction_id)).status == "sent"
-
-
-@BOTH
-def test_a_credit_pay_merchants_settlement_is_sent_out_of_the_bank(make_sceneos, sim_clock) -> None:
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parents[1] / "credit_pay"))
-    from test_billing import config, move_to, open_account
-    from test_settlement import DAY1, DAY2, sell, settle
-
-    with_payouts = config()
-    modules = with_payouts["tenants"]["bank"]["modules"]
-    modules["credit_pay"]["merchant_bank_accounts"] = {
-        "air": {"holder_name": "Air Ticketing Ltd", "account_number": "6222020000000001", "bank_code": "102100099996"}}
-    modules["payouts"] = BANK
-    app = make_sceneos(with_payouts)
-    no = open_account(app)
-    move_to(sim_clock, DAY1)
-    sell(app, no, "flight", 130_000)
-    sell(app, no, "hotel", 20_000, merchant_id="hotel")  # no bank account: settled to the payout account only
-    move_to(sim_clock, DAY2)
-    air, _ = settle(app, "air", DAY1)
-    settle(app, "hotel", DAY1)
-    [payout] = call(app, lambda p: p.payouts())
-    assert (payout.instruction_id, payout.amount_minor, payout.creditor_name, payout.source) == (
-        air.entry_id, 130_000, "Air Ticketing Ltd", "credit_pay")
-    batch = call(app, lambda p: p.batch(DAY2, "CNY"))
-    assert batch.count == 1 and "6222020000000001" in batch.document
 
 
 def test_the_bank_makes_files_and_posts_reports_over_http_and_a_partner_may_not(
