@@ -156,16 +156,15 @@ class EntryGateway:
                 await self.app(scope, downstream, _with_headers(send, rate_headers))
                 return
             answer = await self._capture(scope, downstream)
-            await self._send_stored(send, answer, rate_headers)
-            # Recorded once the answer is on its way: the work is already committed, so storing the
-            # answer adds nothing the partner waits for. Until it lands (about a millisecond) a retry
-            # with the same key gets 409 and retries.
+            # Recorded before the answer leaves: a partner that retries the moment it has its answer
+            # (no SDK, or a replay test) must get the stored answer, never a 409 for work already done.
             try:
                 await anyio.to_thread.run_sync(self.entry.idempotency.complete, context.tenant,
                                                admission.reservation, answer)
-            except Exception as exc:  # the partner has its answer; a retry after the lease redoes the work
+            except Exception as exc:  # the work is committed; answer anyway, a retry after the lease redoes it
                 log.error("idempotency record not stored", error=mask_text(f"{type(exc).__name__}: {exc}"),
                           exc_info=True)
+            await self._send_stored(send, answer, rate_headers)
 
     async def _capture(self, scope: Scope, receive: Receive) -> StoredResponse:
         """Run the route and keep its whole answer (errors included) for the idempotency record."""
