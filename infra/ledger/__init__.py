@@ -21,6 +21,7 @@ from infra.ledger.errors import (
     PendingAlreadyResolved,
     PendingExpired,
     PostAmountExceedsPending,
+    RollupBusy,
     TooFewPostings,
     UnbalancedEntry,
     UnknownAccount,
@@ -37,6 +38,8 @@ from infra.ledger.models import (
     LedgerEntry,
     LedgerPending,
     LedgerPosting,
+    LedgerRollup,
+    LedgerRollupMark,
     OwnerType,
     Side,
 )
@@ -48,6 +51,7 @@ from infra.ledger.service import (
     Ledger,
     Posting,
     PostingResult,
+    Rollup,
     TrialBalance,
 )
 
@@ -79,6 +83,8 @@ __all__ = [
     "LedgerNeedsTenant",
     "LedgerPending",
     "LedgerPosting",
+    "LedgerRollup",
+    "LedgerRollupMark",
     "NotPending",
     "NotReversible",
     "OwnerType",
@@ -88,6 +94,8 @@ __all__ = [
     "PostAmountExceedsPending",
     "Posting",
     "PostingResult",
+    "Rollup",
+    "RollupBusy",
     "Side",
     "TooFewPostings",
     "TrialBalance",

@@ -198,3 +198,13 @@ class NotReversible(LedgerError, ValidationFailed):
 
 class AlreadyReversed(LedgerError, Conflict):
     code = "already_reversed"
+
+
+# --- rollups -------------------------------------------------------------------------------------
+
+
+class RollupBusy(LedgerError, Conflict):
+    """A rollup of the tenant is already running, or transactions that may still add postings
+    below the new mark did not end within the wait: nothing was rolled up; run it again later."""
+
+    code = "ledger_rollup_busy"

@@ -25,3 +25,19 @@ EXPIRE_PENDING = JobSpec(
     run_partition=_expire,
     description="Release holds (pending entries) whose expiry time has passed on the bank's clock",
 )
+
+
+def _roll_up(ctx: Any) -> Mapping[str, Any]:
+    ledger = ctx.module("ledger").container.ledger(session=ctx.session)
+    wait = ctx.module("ledger").settings.rollup_wait_seconds
+    rollup = ledger.roll_up(wait_seconds=wait)
+    return {"through_posting_id": rollup.through_posting_id, "accounts": rollup.accounts}
+
+
+ROLLUP = JobSpec(
+    name="ledger.rollup",
+    partitions=_one_partition,
+    run_partition=_roll_up,
+    description="Roll the postings made since the last rollup into each account's sums, so that balance "
+    "reads stay as fast as the postings since then (run it daily, or more often)",
+)

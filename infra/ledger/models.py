@@ -210,7 +210,9 @@ class LedgerPosting(Base, TenantOwned):
 
     __tablename__ = "ledger_postings"
     __table_args__ = (
-        Index(None, "account_id", "created_at"),
+        # (account_id, id): a balance read now sums only an account's postings after the rollup
+        # mark (LedgerRollupMark), a range of this index; a read as of an instant filters them.
+        Index(None, "account_id", "id"),
         CheckConstraint("amount_minor > 0", name="amount_minor_positive"),
         CheckConstraint(_in("side", Side), name="side"),
     )
@@ -248,10 +250,45 @@ class LedgerPending(Base, TenantOwned):
     resolution_entry_pk: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("ledger_entries.id"))
 
 
+class LedgerRollup(Base, TenantOwned):
+    """An account's posted debits and credits summed over its postings up to its tenant's rollup
+    mark (:class:`LedgerRollupMark`), so that a balance read adds only the postings after the
+    mark instead of summing the account's whole history. Derived data: written only by
+    ``Ledger.roll_up`` in the transaction that moves the mark, checked by ``Ledger.verify``."""
+
+    __tablename__ = "ledger_rollups"
+    __table_args__ = (
+        CheckConstraint("debits_posted_minor >= 0", name="debits_posted_minor"),
+        CheckConstraint("credits_posted_minor >= 0", name="credits_posted_minor"),
+    )
+
+    tenant_id: Mapped[str] = tenant_id_column()
+
+    account_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("ledger_accounts.id"), primary_key=True, autoincrement=False
+    )
+    debits_posted_minor: Mapped[int] = mapped_column(BigInteger)
+    credits_posted_minor: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime]
+
+
+class LedgerRollupMark(Base, TenantOwned):
+    """The highest posting id a tenant's rollups include. Every posting at or below it had
+    committed (or aborted) when the mark was set: no transaction can add one below it later."""
+
+    __tablename__ = "ledger_rollup_marks"
+
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    through_posting_id: Mapped[int] = mapped_column(BigInteger)
+    rolled_at: Mapped[datetime]
+
+
 LEDGER_TABLES = (
     LedgerAccount.__tablename__,
     LedgerBalance.__tablename__,
     LedgerEntry.__tablename__,
     LedgerPosting.__tablename__,
     LedgerPending.__tablename__,
+    LedgerRollup.__tablename__,
+    LedgerRollupMark.__tablename__,
 )

@@ -16,7 +16,7 @@ from core.modules import ModuleSpec
 from infra.ledger import hooks
 from infra.ledger.cli import cli
 from infra.ledger.container import LedgerContainer
-from infra.ledger.jobs import EXPIRE_PENDING
+from infra.ledger.jobs import EXPIRE_PENDING, ROLLUP
 from infra.ledger.settings import AccountSpec, LedgerSettings
 
 
@@ -32,7 +32,7 @@ def sceneos_register_modules() -> list[ModuleSpec]:
             cli=cli,
             hookspecs=hooks,
             container=LedgerContainer,
-            jobs=(EXPIRE_PENDING,),
+            jobs=(EXPIRE_PENDING, ROLLUP),
             default_enabled=True,
         )
     ]

@@ -39,8 +39,10 @@ So the ledger keeps a running balance row only where it needs one to *decide* so
   a wallet's semantics need anyway.
 * An **unconstrained** account (the bank's settlement, income, the merchant payable...) has no
   limit to check, so an entry takes no lock on it and writes nothing but its posting rows: inserts
-  from many processes do not conflict. Its balance is *derived* from postings by an indexed sum
-  (``ix_ledger_postings_account_id`` on ``(account_id, created_at)``).
+  from many processes do not conflict. Its balance is *derived*: its rollup (posted sums through
+  the tenant's mark, moved by :meth:`Ledger.roll_up`) plus an indexed sum of its postings after
+  the mark (``ix_ledger_postings_account_id`` on ``(account_id, id)``), so a read costs what was
+  posted since the last rollup, not the account's whole history.
 
 Why row locks and not ``SERIALIZABLE`` with retry: see ``docs/ledger.md``. On SQLite the kernel's
 engine takes ``BEGIN IMMEDIATE`` on every transaction, so writers are serialized and ``FOR UPDATE``
@@ -86,6 +88,7 @@ import copy
 import functools
 import hashlib
 import json
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -102,11 +105,15 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    literal,
     or_,
     select,
     text,
+    union_all,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as _pg_insert
+from sqlalchemy.dialects.sqlite import insert as _sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, SessionTransaction
 
@@ -133,6 +140,7 @@ from infra.ledger.errors import (
     PendingAlreadyResolved,
     PendingExpired,
     PostAmountExceedsPending,
+    RollupBusy,
     TooFewPostings,
     UnbalancedEntry,
     UnknownAccount,
@@ -148,6 +156,8 @@ from infra.ledger.models import (
     LedgerEntry,
     LedgerPending,
     LedgerPosting,
+    LedgerRollup,
+    LedgerRollupMark,
     OwnerType,
     Side,
 )
@@ -400,6 +410,15 @@ class TrialBalance:
     @property
     def balanced(self) -> bool:
         return self.net_minor == 0 and sum(self.by_type.values()) == 0
+
+
+@dataclass(frozen=True)
+class Rollup:
+    """What :meth:`Ledger.roll_up` did: the tenant's mark now, and how many accounts' rollups
+    took postings (0 when nothing was posted since the last rollup)."""
+
+    through_posting_id: int
+    accounts: int
 
 
 # --- internals -----------------------------------------------------------------------------------
@@ -932,14 +951,12 @@ _PG_UPDATE_BALANCES = _PG_SET_BALANCES + """
 """
 
 
-def _posting_sums(in_ids: Any, as_of: datetime | None) -> list[tuple[Select[Any], bool]]:
-    """Sums of postings per account and side among ``in_ids``: posted ones, and pending ones whose
-    entry is (or, as of ``:as_of``, was then) still pending; each with whether it is pending."""
-    posted: Select[Any] = (
-        select(_P.c.account_id, _P.c.side, func.sum(_P.c.amount_minor))
-        .where(_tenant(_P), in_ids, _P.c.pending.is_(False))
-        .group_by(_P.c.account_id, _P.c.side)
-    )
+def _posting_sums(in_ids: Any, in_rollups: Any, as_of: datetime | None) -> list[tuple[Select[Any], bool]]:
+    """Sums of postings per account and side among the accounts ``in_ids`` (the same accounts as
+    ``in_rollups``, on the rollups' table): posted ones, and pending ones whose entry is (or, as of
+    ``:as_of``, was then) still pending; each with whether it is pending. Now, the posted sums are
+    each account's rollup plus its postings after the tenant's mark (``_posted_now``); as of an
+    instant, every posting created at or before it."""
     held: Select[Any] = (
         select(_P.c.account_id, _P.c.side, func.sum(_P.c.amount_minor))
         .join(_S, and_(_S.c.entry_pk == _P.c.entry_pk, _S.c.tenant_id == _P.c.tenant_id))
@@ -947,12 +964,87 @@ def _posting_sums(in_ids: Any, as_of: datetime | None) -> list[tuple[Select[Any]
         .group_by(_P.c.account_id, _P.c.side)
     )
     if as_of is None:
-        held = held.where(_S.c.status == EntryStatus.PENDING.value)
-    else:
-        at = bindparam("as_of", type_=_P.c.created_at.type)
-        posted = posted.where(_P.c.created_at <= at)
-        held = held.where(_P.c.created_at <= at, or_(_S.c.resolved_at.is_(None), _S.c.resolved_at > at))
+        return [(_posted_now(in_ids, in_rollups), False), (held.where(_S.c.status == EntryStatus.PENDING.value), True)]
+    at = bindparam("as_of", type_=_P.c.created_at.type)
+    posted: Select[Any] = (
+        select(_P.c.account_id, _P.c.side, func.sum(_P.c.amount_minor))
+        .where(_tenant(_P), in_ids, _P.c.pending.is_(False), _P.c.created_at <= at)
+        .group_by(_P.c.account_id, _P.c.side)
+    )
+    held = held.where(_P.c.created_at <= at, or_(_S.c.resolved_at.is_(None), _S.c.resolved_at > at))
     return [(posted, False), (held, True)]
+
+
+# --- rollups -------------------------------------------------------------------------------------
+# A balance read now is each account's rollup (its posted sums through the tenant's mark) plus its
+# postings after the mark: a range of ``(account_id, id)``, however long the account's history.
+# Mark and rollups change together in ``Ledger.roll_up``'s transaction, and every read below is one
+# statement, so it sees both from one snapshot: never a posting counted twice or missed.
+
+_R = LedgerRollup.__table__
+_M = LedgerRollupMark.__table__
+_MARK = select(func.coalesce(func.max(_M.c.through_posting_id), 0)).where(_tenant(_M)).scalar_subquery()
+
+
+def _posted_now(in_ids: Any, in_rollups: Any) -> Any:
+    """Posted sums per account and side (several rows may share a key: callers add them up)."""
+    recent = (
+        select(_P.c.account_id, _P.c.side, func.sum(_P.c.amount_minor))
+        .where(_tenant(_P), in_ids, _P.c.pending.is_(False), _P.c.id > _MARK)
+        .group_by(_P.c.account_id, _P.c.side)
+    )
+    return union_all(
+        recent,
+        select(_R.c.account_id, literal(Side.DEBIT.value), _R.c.debits_posted_minor).where(_tenant(_R), in_rollups),
+        select(_R.c.account_id, literal(Side.CREDIT.value), _R.c.credits_posted_minor).where(_tenant(_R), in_rollups),
+    )
+
+
+def _trial_balance_now(currency_matches: Any) -> Any:
+    """Posted sums per account type and side over the tenant's accounts in one currency (a
+    posting's currency is its account's): the rollups plus the postings after the mark."""
+    recent = (
+        select(_A.c.type, _P.c.side, func.sum(_P.c.amount_minor))
+        .join(_A, _A.c.id == _P.c.account_id)
+        .where(_tenant(_P), _tenant(_A), currency_matches, _P.c.pending.is_(False), _P.c.id > _MARK)
+        .group_by(_A.c.type, _P.c.side)
+    )
+    rolled = [
+        select(_A.c.type, literal(side.value), func.sum(column))
+        .join(_A, _A.c.id == _R.c.account_id)
+        .where(_tenant(_R), _tenant(_A), currency_matches)
+        .group_by(_A.c.type)
+        for side, column in ((Side.DEBIT, _R.c.debits_posted_minor), (Side.CREDIT, _R.c.credits_posted_minor))
+    ]
+    return union_all(recent, *rolled)
+
+
+# The rollups and the sums of the postings through the mark, side by side in one statement (audit).
+_ROLLUP_AUDIT = union_all(
+    select(literal("postings"), _P.c.account_id, _P.c.side, func.sum(_P.c.amount_minor))
+    .where(_tenant(_P), _P.c.pending.is_(False), _P.c.id <= _MARK)
+    .group_by(_P.c.account_id, _P.c.side),
+    select(literal("rollup"), _R.c.account_id, literal(Side.DEBIT.value), _R.c.debits_posted_minor).where(_tenant(_R)),
+    select(literal("rollup"), _R.c.account_id, literal(Side.CREDIT.value), _R.c.credits_posted_minor).where(_tenant(_R)),
+)
+
+# PostgreSQL: the current snapshot, the highest posting id it sees, and this transaction's own id
+# (if it has one), in one statement, so all three come from the same snapshot.
+_PG_ROLLUP_HIGH = """
+    SELECT pg_current_snapshot()::text, (SELECT coalesce(max(id), 0) FROM ledger_postings),
+           pg_current_xact_id_if_assigned()::text
+"""
+# Transactions of that snapshot still running (other than this one): any of them may have taken a
+# posting id at or below the snapshot's highest and not committed it yet. Those of sessions on
+# other databases of the server cannot write this table: they are not waited for.
+_PG_STILL_RUNNING = """
+    SELECT count(*) FROM pg_snapshot_xip(CAST(%(snapshot)s AS pg_snapshot)) AS x
+    WHERE pg_xact_status(x) = 'in progress' AND x::text IS DISTINCT FROM %(own)s
+      AND NOT EXISTS (SELECT 1 FROM pg_stat_activity AS a
+                      WHERE a.backend_xid::text::bigint = x::text::bigint %% 4294967296
+                        AND a.datname <> current_database())
+"""
+_PG_ROLLUP_LOCK = "SELECT pg_try_advisory_xact_lock(hashtextextended(%(key)s, 0))"
 
 
 # --- per-transaction account cache ---------------------------------------------------------------
@@ -1360,17 +1452,19 @@ class Ledger:
             currency = validate_currency(currency)
         except ValueError as exc:
             raise CurrencyMismatch(str(exc)) from None
-        stmt = (
-            select(_A.c.type, _P.c.side, func.sum(_P.c.amount_minor))
-            .join(_A, _A.c.id == _P.c.account_id)
-            .where(_tenant(_P), _tenant(_A), _P.c.currency == currency, _P.c.pending.is_(False))
-            .group_by(_A.c.type, _P.c.side)
-        )
-        params: dict[str, Any] = {"tenant": self.tenant_id}
-        if as_of is not None:
-            as_of = _utc(as_of, "as_of")
-            stmt = stmt.where(_P.c.created_at <= bindparam("as_of", type_=_P.c.created_at.type))
-            params["as_of"] = as_of
+        params: dict[str, Any] = {"tenant": self.tenant_id, "currency": currency}
+        stmt: Any
+        if as_of is None:
+            stmt = _trial_balance_now(_A.c.currency == bindparam("currency"))
+        else:
+            as_of = params["as_of"] = _utc(as_of, "as_of")
+            stmt = (
+                select(_A.c.type, _P.c.side, func.sum(_P.c.amount_minor))
+                .join(_A, _A.c.id == _P.c.account_id)
+                .where(_tenant(_P), _tenant(_A), _P.c.currency == bindparam("currency"), _P.c.pending.is_(False),
+                       _P.c.created_at <= bindparam("as_of", type_=_P.c.created_at.type))
+                .group_by(_A.c.type, _P.c.side)
+            )
         by_type = dict.fromkeys(AccountType, 0)
         debits = credits = 0
         for type_, side, total in self._conn().execute(stmt, params):
@@ -1385,7 +1479,8 @@ class Ledger:
 
     def verify(self) -> list[str]:
         """Audit the tenant's ledger; returns the problems found (empty when sound): balance rows
-        equal to the sums of postings, every entry balanced per currency, every trial balance 0."""
+        equal to the sums of postings, rollups equal to the sums of the postings through the mark,
+        every entry balanced per currency, every trial balance 0."""
         problems: list[str] = []
         conn = self._conn()
         tenant = {"tenant": self.tenant_id}
@@ -1409,6 +1504,7 @@ class Ledger:
                 if stored != summed:
                     code = self._account_by_id(account_id).code
                     problems.append(f"balance row of {code} is {stored} but its postings sum to {summed}")
+        problems += self._audit_rollups(conn)
         unbalanced = conn.execute(
             select(_E.c.entry_id, _P.c.currency, func.sum(_SIGNED_AMOUNT))
             .join(_E, _E.c.id == _P.c.entry_pk)
@@ -1423,6 +1519,95 @@ class Ledger:
             tb = self.trial_balance(currency)
             if not tb.balanced:
                 problems.append(f"trial balance in {currency} is off by {tb.net_minor}")
+        return problems
+
+    @_notes_database_failures
+    def roll_up(self, *, wait_seconds: float = 60.0) -> Rollup:
+        """Add the postings made since the tenant's last rollup to each account's rollup and move
+        the mark past them, so that balance reads (and the trial balance) sum only the postings
+        after the mark. Run it often (the job ``ledger.rollup``); it changes no balance.
+
+        The new mark is the highest posting id no transaction can still add below: on SQLite the
+        unit of work holds the write lock; on PostgreSQL the highest id of a snapshot, once every
+        transaction that snapshot saw running has ended (waiting up to ``wait_seconds``; posting
+        ids come from a sequence, so any taken later are higher). One rollup per tenant at a time.
+        Raises :class:`RollupBusy` (nothing written) when another is running or the wait ran out."""
+        conn = self._conn()
+        params: dict[str, Any] = {"tenant": self.tenant_id}
+        if self._pg:
+            key = {"key": f"sceneos_ledger_rollup:{self.tenant_id}"}
+            if not self._driver_rows(conn, _PG_ROLLUP_LOCK, key)[0][0]:
+                raise RollupBusy(f"a rollup of tenant {self.tenant_id}'s ledger is already running; run it again later")
+            snapshot, high, own = self._driver_rows(conn, _PG_ROLLUP_HIGH)[0]
+            self._wait_for_writers(conn, snapshot, own, wait_seconds)
+        else:
+            high = conn.execute(select(func.coalesce(func.max(_P.c.id), 0))).scalar_one()
+        low = conn.execute(select(_MARK), params).scalar_one()
+        if high <= low:
+            return Rollup(int(low), 0)
+        now = self.clock.now()
+        debit = Side.DEBIT.value
+        sums = (
+            select(
+                literal(self.tenant_id),
+                _P.c.account_id,
+                func.sum(case((_P.c.side == debit, _P.c.amount_minor), else_=0)),
+                func.sum(case((_P.c.side == debit, 0), else_=_P.c.amount_minor)),
+                literal(now, type_=_P.c.created_at.type),
+            )
+            .where(_tenant(_P), _P.c.pending.is_(False), _P.c.id > low, _P.c.id <= high)
+            .group_by(_P.c.account_id)
+        )
+        upsert_into = _pg_insert if self._pg else _sqlite_insert
+        add = upsert_into(_R).from_select(
+            ["tenant_id", "account_id", "debits_posted_minor", "credits_posted_minor", "updated_at"], sums
+        )
+        add = add.on_conflict_do_update(
+            index_elements=[_R.c.account_id],
+            set_={
+                "debits_posted_minor": _R.c.debits_posted_minor + add.excluded.debits_posted_minor,
+                "credits_posted_minor": _R.c.credits_posted_minor + add.excluded.credits_posted_minor,
+                "updated_at": add.excluded.updated_at,
+            },
+        )
+        accounts = len(conn.execute(add.returning(_R.c.account_id), params).all())
+        mark = upsert_into(_M).values(tenant_id=self.tenant_id, through_posting_id=high, rolled_at=now)
+        conn.execute(mark.on_conflict_do_update(
+            index_elements=[_M.c.tenant_id],
+            set_={"through_posting_id": mark.excluded.through_posting_id, "rolled_at": mark.excluded.rolled_at},
+        ))
+        return Rollup(int(high), accounts)
+
+    def _wait_for_writers(self, conn: Connection, snapshot: str, own: str | None, wait_seconds: float) -> None:
+        """Wait until no transaction the snapshot saw running is still running (PostgreSQL)."""
+        deadline = time.monotonic() + wait_seconds  # a timeout, not business time: not the clock's
+        params = {"snapshot": snapshot, "own": own}
+        while self._driver_rows(conn, _PG_STILL_RUNNING, params)[0][0]:
+            if time.monotonic() >= deadline:
+                raise RollupBusy(
+                    f"transactions that may still add postings below the new mark did not end within "
+                    f"{wait_seconds:g} s; nothing was rolled up; run it again later"
+                )
+            time.sleep(0.05)
+
+    def _audit_rollups(self, conn: Connection) -> list[str]:
+        """Every rollup equals its account's posted postings through the mark, and every account
+        with such postings has one."""
+        found: dict[str, dict[int, _Delta]] = {"postings": defaultdict(_Delta), "rollup": defaultdict(_Delta)}
+        for source, account_id, side, total in conn.execute(_ROLLUP_AUDIT, {"tenant": self.tenant_id}):
+            found[source][account_id].add(_SIDES[side], _int(total), pending=False)
+        problems = []
+        for account_id in sorted(set(found["postings"]) | set(found["rollup"])):
+            summed = found["postings"].get(account_id, _Delta())
+            rolled = found["rollup"].get(account_id)
+            if rolled is None or (rolled.debits_posted, rolled.credits_posted) != (
+                summed.debits_posted, summed.credits_posted
+            ):
+                shown = None if rolled is None else (rolled.debits_posted, rolled.credits_posted)
+                problems.append(
+                    f"rollup of {self._account_by_id(account_id).code} is {shown} but its postings through "
+                    f"the mark sum to {(summed.debits_posted, summed.credits_posted)}"
+                )
         return problems
 
     # --- posting internals -----------------------------------------------------------------------
@@ -2280,8 +2465,10 @@ class Ledger:
         # accounts: an expanding IN rendered (and the driver parsed) a new text of thousands of
         # parameters for every call, most of end of day's time in reading balances.
         for start in range(0, max(len(ids_all), 1), MAX_IDS_PER_STATEMENT):
-            in_ids = among(_P.c.account_id, ids_all[start : start + MAX_IDS_PER_STATEMENT], conn.dialect.name)
-            for stmt, is_pending in _posting_sums(in_ids, as_of):
+            chunk = ids_all[start : start + MAX_IDS_PER_STATEMENT]
+            in_ids = among(_P.c.account_id, chunk, conn.dialect.name)
+            in_rollups = among(_R.c.account_id, chunk, conn.dialect.name)
+            for stmt, is_pending in _posting_sums(in_ids, in_rollups, as_of):
                 for account_id, side, total in conn.execute(stmt, params):
                     out[account_id].add(_SIDES[side], _int(total), pending=is_pending)
         return out

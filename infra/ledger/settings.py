@@ -32,3 +32,8 @@ class AccountSpec(StrictModel):
 
 class LedgerSettings(ModuleSettings):
     accounts: list[AccountSpec] = Field(default_factory=list)
+    rollup_wait_seconds: float = Field(
+        default=60.0, gt=0, le=3600,
+        description="ledger.rollup on PostgreSQL: how long to wait for transactions that may still add "
+        "postings below the new mark before giving up (RollupBusy, nothing written)",
+    )

@@ -16,11 +16,18 @@
    the same script. Target: >= 0.5 of pgbench's transactions per second. ``--rounds`` (default 3)
    pairs of runs, side by side, and their median ratio: this machine's speed drifts by a quarter
    from one minute to the next, which one pair cannot tell from a change in the code.
+3. **A hot account's balance read** (``--only reads``), on SQLite and PostgreSQL: ``--history``
+   entries on the hot settlement account, then ``Ledger.balance`` of it, before the first rollup
+   (every posting summed) and after ``Ledger.roll_up`` with 1,000 entries posted since (the
+   rollup plus the postings after the mark), against a baseline of reading one balance row by
+   its primary key with SQLAlchemy Core in the same run (what a stored balance costs). Target:
+   the rolled-up read stays within a small constant of the row read, whatever the history.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import random
 import re
@@ -30,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +47,7 @@ from sqlalchemy.engine import make_url
 from core.db import Base, create_db_engine
 from core.testing.harness import make_app, tenant_config
 from core.testing.postgres import server_url, temporary_database
-from infra.ledger import LEDGER_TABLES, EntryDraft, EntryResult, Ledger, Posting
+from infra.ledger import LEDGER_TABLES, EntryDraft, EntryResult, Ledger, LedgerAccount, LedgerBalance, Posting
 
 HOT = "bank:settlement"
 WALLETS = 1000
@@ -263,9 +271,77 @@ def bench_concurrent(workers: int, seconds: float, rounds: int = 1) -> str:
     return line
 
 
+# --- 3. a hot account's balance read, before and after a rollup -------------------------------
+
+
+def _read_time(read: Any, repeat: int = 50) -> float:
+    read()
+    started = time.perf_counter()
+    for _ in range(repeat):
+        read()
+    return (time.perf_counter() - started) / repeat
+
+
+@contextlib.contextmanager
+def _database(backend: str, tmp: str) -> Iterator[str]:
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp}/ledger.db"
+    else:
+        with temporary_database() as url:
+            yield url
+
+
+def _read_figures(url: str, history: int) -> tuple[float, float, float]:
+    """Seconds per read: the hot account's balance summed, then rolled up, and one balance row."""
+    app = build(url)
+    fund(app)
+    tenant = app.tenant("bank")
+    for first in range(0, history, 1_000):
+        with tenant.unit_of_work() as uow:
+            Ledger(uow.session, tenant.clock).post_batch(
+                [payment(n, "pay") for n in range(first, min(first + 1_000, history))])
+    accounts, balances = LedgerAccount.__table__, LedgerBalance.__table__
+    with tenant.unit_of_work() as uow:
+        wallet_id = uow.session.connection().execute(
+            select(accounts.c.id).where(accounts.c.tenant_id == "bank", accounts.c.code == wallet(0))).scalar_one()
+    row_read = select(balances).where(balances.c.account_id == wallet_id)
+
+    def read_hot() -> None:
+        with tenant.unit_of_work() as uow:
+            Ledger(uow.session, tenant.clock).balance(HOT)
+
+    def read_row() -> None:  # the baseline: one balance row by primary key, SQLAlchemy Core
+        with tenant.unit_of_work() as uow:
+            uow.session.connection().execute(row_read).all()
+
+    summed = _read_time(read_hot)
+    with tenant.unit_of_work() as uow:
+        Ledger(uow.session, tenant.clock).roll_up()
+    with tenant.unit_of_work() as uow:
+        Ledger(uow.session, tenant.clock).post_batch([payment(n, "after") for n in range(1_000)])
+    rolled = _read_time(read_hot)
+    row = _read_time(read_row)
+    app.close()
+    return summed, rolled, row
+
+
+def bench_reads(history: int, backends: list[str]) -> list[str]:
+    lines = []
+    for backend in backends:
+        with tempfile.TemporaryDirectory() as tmp, _database(backend, tmp) as url:
+            summed, rolled, row = _read_figures(url, history)
+        line = (f"hot account balance read, {backend:8s}, {history + WALLETS:>9,} postings on it: summed "
+                f"{summed * 1e3:8.2f} ms, rolled up (+1,000 since) {rolled * 1e3:6.2f} ms, balance row "
+                f"{row * 1e3:5.2f} ms; ratio rolled up / row {rolled / row:5.1f}x (summed {summed / row:6.1f}x)")
+        print(line, flush=True)
+        lines.append(line)
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["postings", "concurrent"])
+    parser.add_argument("--only", choices=["postings", "concurrent", "reads"])
+    parser.add_argument("--history", type=int, default=200_000, help="reads: entries on the hot account")
     parser.add_argument("--entries", type=int, default=10_000)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--backends", default="sqlite,postgres")
@@ -279,11 +355,14 @@ def main(argv: list[str] | None = None) -> None:
         bench_postings(max(args.entries // 10, 100), 1, args.backends.split(","))
     if args.only in (None, "concurrent"):
         bench_concurrent(args.workers, args.seconds, args.rounds)
+    if args.only in (None, "reads"):
+        bench_reads(args.history, args.backends.split(","))
 
 
 def test_ledger_benchmarks_run() -> None:
     """A small run, so the benchmark stays runnable (``pytest -o addopts= tests/benchmarks``)."""
     assert "ratio" in bench_postings(200, 50, ["sqlite"])[0]
+    assert "ratio" in bench_reads(2_000, ["sqlite"])[0]
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from core.db import Base, create_db_engine
 from infra.ledger import LEDGER_TABLES
 
 revision = importlib.import_module("infra.ledger.migrations.0001_ledger")
+rollups = importlib.import_module("infra.ledger.migrations.0002_rollups")
 
 
 def _only_ledger(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
@@ -50,6 +51,7 @@ def test_revision_identity():
     assert revision.down_revision is None
     assert revision.branch_labels == ("ledger",)
     assert revision.depends_on is None
+    assert (rollups.revision, rollups.down_revision, rollups.branch_labels) == ("ledger_0002", "ledger_0001", None)
 
 
 def test_migration_matches_the_models(empty_database_url):
@@ -65,6 +67,7 @@ def test_migration_matches_the_models(empty_database_url):
 
             with Operations.context(ctx):
                 revision.upgrade()
+                rollups.upgrade()
             assert compare_metadata(ctx, Base.metadata) == []
 
         inspector = inspect(engine)
@@ -90,11 +93,14 @@ def test_migration_matches_the_models(empty_database_url):
         for table in LEDGER_TABLES:
             assert all(i["column_names"] != ["tenant_id"] for i in inspector.get_indexes(table)), table
         indexes = {i["name"]: i["column_names"] for i in inspector.get_indexes("ledger_postings")}
-        assert indexes["ix_ledger_postings_account_id"] == ["account_id", "created_at"]
+        assert indexes["ix_ledger_postings_account_id"] == ["account_id", "id"]
         checks = {c["name"] for c in inspector.get_check_constraints("ledger_postings")}
         assert {"ck_ledger_postings_amount_minor_positive", "ck_ledger_postings_side"} <= checks
 
         with engine.begin() as conn, Operations.context(_context(conn)):
+            rollups.downgrade()
+            indexes = {i["name"]: i["column_names"] for i in inspect(conn).get_indexes("ledger_postings")}
+            assert indexes["ix_ledger_postings_account_id"] == ["account_id", "created_at"]
             revision.downgrade()
         assert not set(LEDGER_TABLES) & set(inspect(engine).get_table_names())
     finally:

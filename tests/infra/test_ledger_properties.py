@@ -1,7 +1,7 @@
 """Model-based property test: random sequences of entries, holds, posts, voids, expiries,
 reversals, linked batches, independent batches (``post_batch``, with ids repeated inside a batch
-and reused from earlier steps) and retries of earlier calls, checked against a small in-memory
-model.
+and reused from earlier steps), rollups and retries of earlier calls, checked against a small
+in-memory model.
 
 After every step: the trial balance is zero, constrained accounts are within their limits
 (available >= 0), the ledger's balances equal the model's (so a replayed id never moved money
@@ -441,6 +441,14 @@ def make_machine(db: Any) -> type[RuleBasedStateMachine]:
             self.model.now = db.clock.now()
             if sweep:
                 self._step("expire", ())
+
+        @rule()
+        def roll_up(self) -> None:
+            """Roll the postings so far into the rollups: no balance, read now or as of, may change."""
+            if not hasattr(self, "model"):
+                return
+            with db.ledger(self.tenant) as ledger:
+                ledger.roll_up()
 
         @rule(data=st.data())
         def replay(self, data: st.DataObject) -> None:

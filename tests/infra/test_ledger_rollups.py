@@ -1,0 +1,150 @@
+"""Rollups: a balance read sums an account's rollup and its postings after the tenant's mark.
+
+Rolling up changes no balance, reads really use the rollup (a tampered rollup shows, and the
+audit names it), a rollup on PostgreSQL waits for a transaction that took a lower posting id and
+has not committed, one rollup per tenant runs at a time, and the ``ledger.rollup`` job runs it.
+The model-based property test (test_ledger_properties.py) rolls up at random steps too.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import date
+
+import pytest
+from sqlalchemy import text
+
+from core.testing.harness import make_app, tenant_config
+from infra.compute import JobRunner
+from infra.ledger import EntryDraft, Ledger, Posting, RollupBusy
+
+
+def _balances(ledger: Ledger) -> dict[str, tuple[int, int, int, int]]:
+    return {
+        code: (b.debits_posted_minor, b.credits_posted_minor, b.debits_pending_minor, b.credits_pending_minor)
+        for code, b in ledger.balances().items()
+    }
+
+
+def _fund(ledger: Ledger, entry_id: str, amount: int) -> None:
+    ledger.post(EntryDraft(entry_id, [Posting.debit("bank:settlement", amount), Posting.credit("cust:42", amount)]))
+
+
+def _spend(ledger: Ledger, entry_id: str, amount: int) -> None:
+    ledger.post(EntryDraft(entry_id, [Posting.debit("cust:42", amount), Posting.credit("merchant:7", amount)]))
+
+
+def test_a_rollup_changes_no_balance_and_reads_use_it(chart) -> None:
+    with chart.ledger() as ledger:
+        _fund(ledger, "fund-1", 10_000)
+        _spend(ledger, "buy-1", 2_500)
+        ledger.post(EntryDraft("hold-1", [Posting.debit("cust:42", 700), Posting.credit("merchant:7", 700)],
+                               pending=True))
+    with chart.ledger() as ledger:
+        before = _balances(ledger)
+        tb_before = ledger.trial_balance("CNY")
+        rollup = ledger.roll_up()
+    assert rollup.accounts == 3  # settlement, the customer, the merchant (the hold is not posted)
+    with chart.ledger() as ledger:
+        assert _balances(ledger) == before
+        assert ledger.trial_balance("CNY") == tb_before and tb_before.balanced
+        assert ledger.verify() == []
+        # Later postings, a resolved hold and a reversal add to the rolled-up sums.
+        _spend(ledger, "buy-2", 1_000)
+        ledger.post_pending("hold-1", "hold-1-post")
+        ledger.reverse("buy-1", "buy-1-rev", "refund")
+    with chart.ledger() as ledger:
+        after = _balances(ledger)
+        assert after["merchant:7"][:2] == (2_500, 2_500 + 1_000 + 700)
+        assert after["cust:42"] == (2_500 + 1_000 + 700, 10_000 + 2_500, 0, 0)
+        again = ledger.roll_up()
+        assert again.through_posting_id > rollup.through_posting_id and again.accounts == 2
+        assert ledger.roll_up().accounts == 0  # nothing posted since
+    with chart.ledger() as ledger:
+        assert _balances(ledger) == after and ledger.verify() == []
+    # The merchant's balance comes from its rollup, not from summing its postings: tampered, it shows.
+    with chart.engine.begin() as conn:
+        conn.execute(text("UPDATE ledger_rollups SET credits_posted_minor = credits_posted_minor + 5 "
+                          "WHERE account_id = (SELECT id FROM ledger_accounts WHERE code = 'merchant:7')"))
+    with chart.ledger() as ledger:
+        assert ledger.balance("merchant:7").credits_posted_minor == after["merchant:7"][1] + 5
+        assert ledger.verify()[0].startswith("rollup of merchant:7 is (2500, 4205) but its postings through the mark sum to (2500, 4200)")
+
+
+def test_tenants_roll_up_apart(chart) -> None:
+    with chart.ledger() as ledger:
+        _fund(ledger, "fund-1", 500)
+        ledger.roll_up()
+    with chart.ledger("bank_b") as other:
+        other.open_account("bank:settlement", "CNY", "asset")
+        other.open_account("cust:1", "CNY", "liability", "customer", "1")
+        other.post(EntryDraft("f", [Posting.debit("bank:settlement", 9), Posting.credit("cust:1", 9)]))
+        assert other.balance("bank:settlement").debits_posted_minor == 9
+        assert other.roll_up().accounts == 2
+        assert other.verify() == []
+    with chart.ledger() as ledger:
+        assert ledger.balance("bank:settlement").debits_posted_minor == 500 and ledger.verify() == []
+
+
+@pytest.mark.postgres
+def test_a_rollup_waits_for_a_transaction_holding_a_lower_posting_id(chart) -> None:
+    if chart.backend != "postgres":
+        pytest.skip("SQLite serializes writers: no transaction can be running beside the rollup")
+    with chart.ledger() as slow:
+        _fund(slow, "slow-1", 300)  # takes posting ids, not committed yet
+        with chart.ledger() as ledger:  # higher ids, committed: the snapshot's highest
+            ledger.post(EntryDraft("fast-1", [Posting.debit("bank:settlement", 40), Posting.credit("merchant:7", 40)]))
+        with chart.ledger() as ledger, pytest.raises(RollupBusy, match=r"did not end within 0\.3 s"):
+            ledger.roll_up(wait_seconds=0.3)
+        outcome: dict[str, object] = {}
+
+        def roll() -> None:
+            with chart.ledger() as ledger:
+                outcome["rollup"] = ledger.roll_up(wait_seconds=30)
+
+        waiting = threading.Thread(target=roll)
+        waiting.start()
+        waiting.join(0.5)
+        assert waiting.is_alive()  # waiting for the slow transaction
+    waiting.join(30)
+    assert not waiting.is_alive() and outcome["rollup"].accounts == 3
+    with chart.ledger() as ledger:
+        assert ledger.balance("bank:settlement").debits_posted_minor == 340
+        assert ledger.verify() == []
+
+
+@pytest.mark.postgres
+def test_one_rollup_of_a_tenant_at_a_time(chart) -> None:
+    if chart.backend != "postgres":
+        pytest.skip("SQLite serializes the units of work themselves")
+    with chart.ledger() as ledger:
+        _fund(ledger, "fund-1", 500)
+    with chart.ledger() as first:
+        first.roll_up()
+        with chart.ledger() as second, pytest.raises(RollupBusy, match="already running"):
+            second.roll_up()
+        with chart.ledger("bank_b") as other_tenant:
+            assert other_tenant.roll_up().accounts == 0
+
+
+def test_the_rollup_job_rolls_up_each_day(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    chart = {"accounts": [{"code": "bank:settlement", "type": "asset"}, {"code": "bank:income", "type": "income"}]}
+    app = make_app({"database": {"url": url}, "tenants": {"bank": tenant_config(modules={"ledger": chart})}},
+                   database_url=url)
+    try:
+        tenant = app.tenant("bank")
+        for day in (1, 2):
+            with tenant.unit_of_work() as uow:
+                ledger = tenant.module("ledger").container.ledger(session=uow.session)
+                ledger.post(EntryDraft(f"fee-{day}", [Posting.debit("bank:settlement", 100),
+                                                      Posting.credit("bank:income", 100)]))
+            report = JobRunner(app).run("bank", "ledger.rollup", date(2026, 3, day))
+            assert report.completed
+            assert JobRunner(app).run("bank", "ledger.rollup", date(2026, 3, day)).ran == 0
+        with tenant.unit_of_work() as uow:
+            ledger = tenant.module("ledger").container.ledger(session=uow.session)
+            assert ledger.balance("bank:income").credits_posted_minor == 200
+            assert ledger.roll_up().accounts == 0 and ledger.verify() == []
+    finally:
+        app.close()
