@@ -1,6 +1,6 @@
 """HTTP routes of payouts, the bank's only (``/v1/tenants/{tenant_id}/payouts``): make a batch's
-pain.001, fetch it again as ``application/xml``, post the payment system's pain.002 as the raw
-request body, list payouts. Errors are problem+json with the service's codes; a partner's call is
+pain.001, fetch it again as ``application/xml``, post the payment system's pain.002 (or a pacs.004
+payment return) as the raw request body, list payouts. Errors are problem+json with the service's codes; a partner's call is
 ``403 bank_only``.
 """
 
@@ -18,7 +18,7 @@ from core.http import module_runtime
 from core.tenancy import ModuleRuntime
 from infra.entry.gateway import STATE_PARTNER
 from infra.payouts.iso20022 import MAX_REPORT_BYTES
-from infra.payouts.service import BatchView, Payouts, PayoutView, StatusOutcome
+from infra.payouts.service import BatchView, Payouts, PayoutView, ReturnOutcome, StatusOutcome
 
 payouts_module = module_runtime("payouts")
 
@@ -53,6 +53,12 @@ def _summary(batch: BatchView) -> BatchSummary:
                         count=batch.count, total_minor=batch.total_minor, entry_id=batch.entry_id)
 
 
+async def _file(request: Request) -> bytes:
+    if int(request.headers.get("content-length") or 0) > MAX_REPORT_BYTES:
+        raise ValidationFailed(f"the file is larger than {MAX_REPORT_BYTES} bytes")
+    return await request.body()
+
+
 def router() -> APIRouter:
     api = APIRouter()
     bank = [Depends(bank_side)]
@@ -78,9 +84,8 @@ def router() -> APIRouter:
 
     @api.post("/status-reports", dependencies=bank)
     async def status_report(request: Request, runtime: ModuleRuntime = Depends(payouts_module)) -> StatusOutcome:
-        if int(request.headers.get("content-length") or 0) > MAX_REPORT_BYTES:
-            raise ValidationFailed(f"the report is larger than {MAX_REPORT_BYTES} bytes")
-        content = await request.body()
+        """A pain.002 status report, as the raw request body."""
+        content = await _file(request)
 
         def apply() -> StatusOutcome:
             with runtime.tenant.unit_of_work() as uow:
@@ -88,8 +93,19 @@ def router() -> APIRouter:
 
         return await run_in_threadpool(apply)
 
+    @api.post("/payment-returns", dependencies=bank)
+    async def payment_return(request: Request, runtime: ModuleRuntime = Depends(payouts_module)) -> ReturnOutcome:
+        """A pacs.004 payment return, as the raw request body."""
+        content = await _file(request)
+
+        def apply() -> ReturnOutcome:
+            with runtime.tenant.unit_of_work() as uow:
+                return Payouts.of(uow).apply_payment_return(content)
+
+        return await run_in_threadpool(apply)
+
     @api.get("/payouts", dependencies=bank)
-    def list_payouts(status: Literal["pending", "sent", "accepted", "rejected"] | None = None,
+    def list_payouts(status: Literal["pending", "sent", "accepted", "rejected", "returned"] | None = None,
                      limit: int = Query(default=100, ge=1, le=1000),
                      runtime: ModuleRuntime = Depends(payouts_module)) -> list[PayoutView]:
         with runtime.tenant.unit_of_work() as uow:

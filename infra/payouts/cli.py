@@ -75,8 +75,25 @@ def status(report: Path = typer.Argument(..., help="a pain.002 status report"), 
         console.print(f"unknown end-to-end id: {payout_no}")
 
 
+@cli.command("return")
+def payment_return(file: Path = typer.Argument(..., help="a pacs.004 payment return"), tenant: str = TenantOption,
+                   config: str | None = ConfigOption) -> None:
+    """Apply a pacs.004 payment return: payouts brought back after acceptance are owed again."""
+    try:
+        content = file.read_bytes()
+    except OSError as exc:
+        raise ValidationFailed(f"cannot read {file}: {exc.strerror}") from None
+    outcome = _call(config, tenant, lambda payouts: payouts.apply_payment_return(content))
+    console.print(f"returned {len(outcome.returned)}, unchanged {len(outcome.unchanged)}, "
+                  f"unknown {len(outcome.unknown)}, refused {len(outcome.refused)}")
+    for payout_no in outcome.unknown:
+        console.print(f"unknown end-to-end id: {payout_no}")
+    for payout_no in outcome.refused:
+        console.print(f"refused (the amount or currency differs from the payout's): {payout_no}")
+
+
 @cli.command("list")
-def list_payouts(status: str | None = typer.Option(None, help="pending, sent, accepted or rejected"),
+def list_payouts(status: str | None = typer.Option(None, help="pending, sent, accepted, rejected or returned"),
                  tenant: str = TenantOption, config: str | None = ConfigOption) -> None:
     """The latest payouts."""
     rows: list[Any] = _call(config, tenant, lambda payouts: payouts.payouts(status))

@@ -1,8 +1,10 @@
-"""The two ISO 20022 messages of a payout: the pain.001 the bank sends its payment system (customer
-credit transfer initiation, version 09) and the pain.002 status report it gets back.
+"""The ISO 20022 messages of a payout: the pain.001 the bank sends its payment system (customer
+credit transfer initiation, version 09), the pain.002 status report it gets back, and the pacs.004
+payment return that brings back, days later, a transfer the beneficiary's bank could not credit.
 
-Built and read with lxml. The report is parsed with entities, DTDs and the network off, and one
-with a document type declaration is refused (no XXE, no entity expansion); it is read by local names, so the versions banks send (pain.002.001.03 to .10) read
+Built and read with lxml. Reports and returns are parsed with entities, DTDs and the network off,
+and one with a document type declaration is refused (no XXE, no entity expansion); they are read
+by local names, so the versions banks send (pain.002.001.03 to .10, pacs.004.001.02 to .11) read
 alike.
 """
 
@@ -32,7 +34,7 @@ REJECTED = "RJCT"
 
 
 class StatusReportInvalid(ValidationFailed):
-    """The file is not a pain.002 that can be read; nothing was applied."""
+    """The file is not a pain.002 (or, for returns, a pacs.004) that can be read; nothing was applied."""
 
     code = "invalid_status_report"
 
@@ -128,8 +130,18 @@ def credit_transfer_initiation(
     return etree.tostring(document, xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
 
-def parse_status_report(content: bytes) -> StatusReport:
-    """A pain.002's statuses; a file that is not one is refused as a whole (``invalid_status_report``)."""
+@dataclass(frozen=True)
+class ReturnedTransfer:
+    """One transfer of a pacs.004: the end-to-end id it returns, the amount that came back, why."""
+
+    end_to_end_id: str
+    amount_minor: int
+    currency: str
+    reason: str | None
+
+
+def _parse(content: bytes) -> Any:
+    """The root element of a report or return read safely (see the module docstring)."""
     if len(content) > MAX_REPORT_BYTES:
         raise _invalid(f"larger than {MAX_REPORT_BYTES} bytes")
     try:
@@ -138,6 +150,38 @@ def parse_status_report(content: bytes) -> StatusReport:
         raise _invalid(f"not well-formed XML ({exc.msg})") from None
     if root.getroottree().docinfo.doctype:
         raise _invalid("a document type declaration (DTD) is not allowed")
+    return root
+
+
+def parse_payment_return(content: bytes) -> tuple[ReturnedTransfer, ...]:
+    """A pacs.004's returned transfers (``TxInf``: ``OrgnlEndToEndId``, ``RtrdIntrBkSttlmAmt`` with
+    its ``Ccy``, ``RtrRsnInf/Rsn/Cd``); a file that is not one is refused as a whole."""
+    root = _parse(content)
+    message = _first(root, "PmtRtr")
+    if message is None:
+        raise _invalid("no PmtRtr element: not a pacs.004 payment return")
+    returned = []
+    for element in message.iter("{*}TxInf"):
+        end_to_end, amount = _text(element, "OrgnlEndToEndId"), _first(element, "RtrdIntrBkSttlmAmt")
+        if not end_to_end or amount is None or not amount.text or not amount.get("Ccy"):
+            raise _invalid("a TxInf without OrgnlEndToEndId or RtrdIntrBkSttlmAmt (with Ccy)")
+        currency = amount.get("Ccy")
+        try:
+            minor = Decimal(amount.text.strip()).scaleb(currency_exponent(currency))
+        except (ArithmeticError, ValueError):
+            raise _invalid(f"returned amount {amount.text.strip()!r} {currency} is not an amount") from None
+        if minor != minor.to_integral_value() or minor <= 0:
+            raise _invalid(f"returned amount {amount.text.strip()} {currency} is not a positive amount in minor units")
+        reason = _first(element, "RtrRsnInf")
+        returned.append(ReturnedTransfer(end_to_end, int(minor), currency, _text(reason, "Cd") if reason is not None else None))
+    if not returned:
+        raise _invalid("no TxInf: a payment return lists the transfers it returns")
+    return tuple(returned)
+
+
+def parse_status_report(content: bytes) -> StatusReport:
+    """A pain.002's statuses; a file that is not one is refused as a whole (``invalid_status_report``)."""
+    root = _parse(content)
     report = _first(root, "CstmrPmtStsRpt")
     if report is None:
         raise _invalid("no CstmrPmtStsRpt element: not a pain.002 status report")
@@ -166,5 +210,5 @@ def _text(element: Any, name: str) -> str | None:
 
 
 def _invalid(message: str) -> StatusReportInvalid:
-    return StatusReportInvalid(f"invalid status report: {message}",
+    return StatusReportInvalid(f"invalid file from the payment system: {message}",
                                details=[{"field": "file", "code": "invalid_status_report", "message": message}])

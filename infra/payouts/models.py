@@ -15,7 +15,8 @@ class PayoutInstruction(TenantOwned, Base):
     (a retry returns the same); ``payout_no`` is its end-to-end id on the rails.
 
     ``status``: pending (not yet in a file), sent (in batch ``batch_no``), accepted (the bank's
-    payment system confirmed it), rejected (returned, with ``reason``)."""
+    payment system confirmed it), rejected (refused by the payment system, with ``reason``),
+    returned (brought back after acceptance by a pacs.004, with ``reason``)."""
 
     __tablename__ = "payout_instructions"
     __table_args__ = (UniqueConstraint("tenant_id", "instruction_id"), UniqueConstraint("tenant_id", "payout_no"))

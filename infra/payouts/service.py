@@ -16,6 +16,12 @@ One unit of work per call. The life of a payout:
    ``payouts:returned:<payout_no>`` (in transit debited, the owing account credited again: the
    money is owed once more) and keeps the reason code. Each transfer ends once: a report read again
    changes nothing.
+4. :meth:`Payouts.apply_payment_return` reads a pacs.004 that brings back, after acceptance, a
+   transfer the beneficiary's bank could not credit (account closed, name mismatch): it posts
+   ``payouts:payment_return:<payout_no>`` (the funding account debited - the money is back - and the
+   owing account credited: owed again) and marks the payout ``returned`` with the reason code. A
+   return of a payout no report answered yet comes from in transit instead. A returned amount
+   other than the payout's is refused for that transfer (handled by hand), never half applied.
 
 The ledger's balances therefore say at any time what is owed and not sent (the owing accounts),
 what is sent and not confirmed (in transit), and what has left the bank (the funding account).
@@ -40,6 +46,7 @@ from infra.payouts.iso20022 import (
     REJECTED,
     Transfer,
     credit_transfer_initiation,
+    parse_payment_return,
     parse_status_report,
 )
 from infra.payouts.models import PayoutBatch, PayoutInstruction
@@ -117,6 +124,18 @@ class BatchView:
     entry_id: str
     created_at: datetime
     document: str
+
+
+@dataclass(frozen=True)
+class ReturnOutcome:
+    """What a payment return changed: transfers returned now, those already ended otherwise (or
+    not yet sent), end-to-end ids of no payout of this bank, and returns refused for an amount or
+    currency other than the payout's (nothing applied for them)."""
+
+    returned: tuple[str, ...]
+    unchanged: tuple[str, ...]
+    unknown: tuple[str, ...]
+    refused: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -242,12 +261,7 @@ class Payouts:
             statuses = [(row.payout_no, REJECTED, None) for row in self.session.scalars(
                 select(PayoutInstruction).where(PayoutInstruction.batch_no == report.original_message_id))]
         final = [payout_no for payout_no, status, _ in statuses if status in ACCEPTED or status == REJECTED]
-        rows: dict[str, PayoutInstruction] = {}
-        for start in range(0, len(final), _LOOKUP_CHUNK):  # a report of thousands: a few statements
-            chunk = final[start : start + _LOOKUP_CHUNK]
-            rows.update((row.payout_no, row) for row in self.session.scalars(
-                select(PayoutInstruction).where(PayoutInstruction.payout_no.in_(chunk))
-                .order_by(PayoutInstruction.id).with_for_update()))
+        rows = self._locked(final)
         accepted, rejected, unchanged, unknown = [], [], [], []
         for payout_no, status, reason in statuses:
             if status not in ACCEPTED and status != REJECTED:
@@ -266,6 +280,29 @@ class Payouts:
                 self._end(row, "accepted", f"payouts:settled:{row.payout_no}", funding, None)
                 accepted.append(payout_no)
         return StatusOutcome(tuple(accepted), tuple(rejected), tuple(unchanged), tuple(unknown))
+
+    def apply_payment_return(self, content: bytes) -> ReturnOutcome:
+        """Apply a pacs.004 payment return (see the module docstring)."""
+        returned = parse_payment_return(content)
+        rows = self._locked([r.end_to_end_id for r in returned])
+        done, unchanged, unknown, refused = [], [], [], []
+        for item in returned:
+            row = rows.get(item.end_to_end_id)
+            if row is None:
+                unknown.append(item.end_to_end_id)
+            elif row.status not in ("sent", "accepted"):
+                unchanged.append(item.end_to_end_id)  # returned or rejected already, or never sent
+            elif (item.amount_minor, item.currency) != (row.amount_minor, row.currency):
+                refused.append(item.end_to_end_id)
+                log.warning("payout return refused: the amount differs", payout_no=row.payout_no,
+                            returned_minor=item.amount_minor, currency=item.currency)
+            else:
+                back_from = (self._open(self.settings.funding_account, row.currency, "asset")
+                             if row.status == "accepted" else None)
+                self._end(row, "returned", f"payouts:payment_return:{row.payout_no}", row.debit_account, item.reason,
+                          debit=back_from)
+                done.append(item.end_to_end_id)
+        return ReturnOutcome(tuple(done), tuple(unchanged), tuple(unknown), tuple(refused))
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -289,10 +326,22 @@ class Payouts:
 
     # --- inside ----------------------------------------------------------------------------------
 
-    def _end(self, row: PayoutInstruction, status: str, entry_id: str, credit: str, reason: str | None) -> None:
-        in_transit = self._open(self.settings.in_transit_account, row.currency, "liability")
+    def _locked(self, payout_nos: list[str]) -> dict[str, PayoutInstruction]:
+        """The payouts of ``payout_nos``, locked (a file of thousands: a few statements)."""
+        rows: dict[str, PayoutInstruction] = {}
+        for start in range(0, len(payout_nos), _LOOKUP_CHUNK):
+            chunk = payout_nos[start : start + _LOOKUP_CHUNK]
+            rows.update((row.payout_no, row) for row in self.session.scalars(
+                select(PayoutInstruction).where(PayoutInstruction.payout_no.in_(chunk))
+                .order_by(PayoutInstruction.id).with_for_update()))
+        return rows
+
+    def _end(self, row: PayoutInstruction, status: str, entry_id: str, credit: str, reason: str | None,
+             *, debit: str | None = None) -> None:
+        """Post the payout's money from ``debit`` (default: in transit) to ``credit`` and set its status."""
+        debit = debit or self._open(self.settings.in_transit_account, row.currency, "liability")
         self.ledger.post(EntryDraft(
-            entry_id, [Posting.debit(in_transit, row.amount_minor), Posting.credit(credit, row.amount_minor)],
+            entry_id, [Posting.debit(debit, row.amount_minor), Posting.credit(credit, row.amount_minor)],
             description=f"payout {status}", metadata={"payout_no": row.payout_no, "batch_no": row.batch_no},
         ))
         row.status, row.reason, row.updated_at = status, reason, self.uow.clock.now()

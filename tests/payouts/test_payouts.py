@@ -1,7 +1,8 @@
 """Payouts on real databases: instructions (idempotent, refused when the owing account is unknown or
 in another currency), a pain.001 of the pending ones with the ledger moving them to in-transit, a
 pain.002 that settles some and returns others (each once), a batch rejected as a whole, reports that
-are not pain.002 refused, the CLI and HTTP, and a payments merchant's daily settlement sent out of the bank."""
+are not pain.002 refused, a pacs.004 bringing accepted payouts back (each once, a different amount
+refused), the CLI and HTTP, and a payments merchant's daily settlement sent out of the bank."""
 
 from __future__ import annotations
 
@@ -81,6 +82,23 @@ def status_report(original: str, *transfers: tuple[str, str, str | None], group:
     ).encode()
 
 
+def payment_return(*transfers: tuple[str, str, str | None]) -> bytes:
+    items = "".join(
+        f"<TxInf><RtrId>R-{e2e}</RtrId><OrgnlEndToEndId>{e2e}</OrgnlEndToEndId>"
+        f'<RtrdIntrBkSttlmAmt Ccy="CNY">{amount}</RtrdIntrBkSttlmAmt>'
+        + (f"<RtrRsnInf><Rsn><Cd>{reason}</Cd></Rsn></RtrRsnInf>" if reason else "")
+        + "</TxInf>"
+        for e2e, amount, reason in transfers
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<Document xmlns="urn:iso:std:iso:20022:tech:xsd:pacs.004.001.09"><PmtRtr>'
+        f"<GrpHdr><MsgId>RTR1</MsgId><CreDtTm>2026-01-06T09:00:00</CreDtTm><NbOfTxs>{len(transfers)}</NbOfTxs>"
+        "<SttlmInf><SttlmMtd>CLRG</SttlmMtd></SttlmInf></GrpHdr>"
+        f"{items}</PmtRtr></Document>"
+    ).encode()
+
+
 @BOTH
 def test_payouts_go_out_in_a_pain001_and_a_pain002_settles_or_returns_each_once(make_sceneos) -> None:
     app = app_with(make_sceneos)
@@ -129,6 +147,35 @@ def test_payouts_go_out_in_a_pain001_and_a_pain002_settles_or_returns_each_once(
     again = call(app, lambda p: p.apply_status_report(report))
     assert (again.accepted, again.rejected, again.unchanged) == ((), (), (first.payout_no, second.payout_no))
     assert balances(app) == {"owing": 10**8 - 12_650, "in_transit": 0, "funding": -12_650}
+
+
+@BOTH
+def test_a_payment_return_brings_an_accepted_payout_back_once(make_sceneos) -> None:
+    app = app_with(make_sceneos)
+    made = [call(app, lambda p, n=n: p.instruct(draft(f"s-{n}", 10_000 * n))) for n in (1, 2, 3)]
+    batch = call(app, lambda p: p.batch(date(2026, 1, 2), "CNY"))
+    call(app, lambda p: p.apply_status_report(status_report(
+        batch.batch_no, (made[0].payout_no, "ACSC", None), (made[1].payout_no, "ACSC", None))))
+    assert balances(app) == {"owing": 10**8 - 60_000, "in_transit": 30_000, "funding": -30_000}
+    # Days later: the first comes back (account closed), the second's return names another amount,
+    # the third (no report yet) comes back straight from in transit.
+    returned = payment_return((made[0].payout_no, "100.00", "AC04"), (made[1].payout_no, "199.50", "AC04"),
+                              (made[2].payout_no, "300.00", "MS03"), ("po_not_ours", "1.00", None))
+    outcome = call(app, lambda p: p.apply_payment_return(returned))
+    assert (outcome.returned, outcome.refused, outcome.unknown) == (
+        (made[0].payout_no, made[2].payout_no), (made[1].payout_no,), ("po_not_ours",))
+    assert balances(app) == {"owing": 10**8 - 20_000, "in_transit": 0, "funding": -20_000}
+    first = call(app, lambda p: p.payout("s-1"))
+    assert (first.status, first.reason) == ("returned", "AC04")
+    assert call(app, lambda p: p.payout("s-2")).status == "accepted"  # refused: handled by hand
+    again = call(app, lambda p: p.apply_payment_return(returned))
+    assert (again.returned, again.unchanged) == ((), (made[0].payout_no, made[2].payout_no))
+    assert balances(app) == {"owing": 10**8 - 20_000, "in_transit": 0, "funding": -20_000}
+    for bad in (b"<Document><PmtRtr/></Document>", status_report(batch.batch_no, (made[0].payout_no, "ACSC", None)),
+                payment_return((made[1].payout_no, "12.345", None))):
+        with pytest.raises(ValidationFailed) as refused:
+            call(app, lambda p, bad=bad: p.apply_payment_return(bad))
+        assert refused.value.code == "invalid_status_report"
 
 
 @BOTH
@@ -187,6 +234,10 @@ def test_staff_make_the_file_and_read_the_report_in_the_cli(tmp_path: Path, monk
     assert read.exit_code == 0 and "accepted 1, rejected 0" in read.output
     listed = runner.invoke(cli, ["list", "-t", "bank", "-c", config])
     assert listed.exit_code == 0 and "accepted" in listed.output
+    back = tmp_path / "pacs004.xml"
+    back.write_bytes(payment_return((made.payout_no, "90.00", "AC04")))
+    returned = runner.invoke(cli, ["return", str(back), "-t", "bank", "-c", config])
+    assert returned.exit_code == 0 and "returned 1, unchanged 0, unknown 0, refused 0" in returned.output
     bad = runner.invoke(cli, ["batch", "--date", "02/01/2026", "-o", str(out), "-t", "bank", "-c", config])
     assert bad.exit_code != 0 and "Traceback" not in bad.output
 
@@ -246,6 +297,10 @@ def test_the_bank_makes_files_and_posts_reports_over_http_and_a_partner_may_not(
                           headers={"content-type": "application/xml"})
     assert applied.status_code == 200 and applied.json()["accepted"] == [made.payout_no]
     assert [p["status"] for p in client.get(f"{base}/payouts", params={"status": "accepted"}).json()] == ["accepted"]
+    back = client.post(f"{base}/payment-returns", content=payment_return((made.payout_no, "200.00", "AC04")),
+                       headers={"content-type": "application/xml"})
+    assert back.status_code == 200 and back.json()["returned"] == [made.payout_no]
+    assert [p["reason"] for p in client.get(f"{base}/payouts", params={"status": "returned"}).json()] == ["AC04"]
     bad = client.post(f"{base}/status-reports", content=b"<nope/>", headers={"content-type": "application/xml"})
     assert bad.status_code == 422 and bad.json()["code"] == "invalid_status_report"
     assert client.get(f"{base}/batches/pob_unknown").status_code == 404
