@@ -6,8 +6,9 @@ payment return) as the raw request body, list payouts. Errors are problem+json w
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
-from typing import Literal
+from typing import Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
@@ -21,6 +22,7 @@ from infra.payouts.iso20022 import MAX_REPORT_BYTES
 from infra.payouts.service import BatchView, Payouts, PayoutView, ReturnOutcome, StatusOutcome
 
 payouts_module = module_runtime("payouts")
+T = TypeVar("T")
 
 
 class BankOnly(SceneOSError):
@@ -53,10 +55,17 @@ def _summary(batch: BatchView) -> BatchSummary:
                         count=batch.count, total_minor=batch.total_minor, entry_id=batch.entry_id)
 
 
-async def _file(request: Request) -> bytes:
+async def _apply_file(request: Request, runtime: ModuleRuntime, apply: Callable[[Payouts, bytes], T]) -> T:
+    """Apply a file of the payment system (the raw request body) in one unit of work."""
     if int(request.headers.get("content-length") or 0) > MAX_REPORT_BYTES:
         raise ValidationFailed(f"the file is larger than {MAX_REPORT_BYTES} bytes")
-    return await request.body()
+    content = await request.body()
+
+    def run() -> T:
+        with runtime.tenant.unit_of_work() as uow:
+            return apply(Payouts.of(uow), content)
+
+    return await run_in_threadpool(run)
 
 
 def router() -> APIRouter:
@@ -85,24 +94,12 @@ def router() -> APIRouter:
     @api.post("/status-reports", dependencies=bank)
     async def status_report(request: Request, runtime: ModuleRuntime = Depends(payouts_module)) -> StatusOutcome:
         """A pain.002 status report, as the raw request body."""
-        content = await _file(request)
-
-        def apply() -> StatusOutcome:
-            with runtime.tenant.unit_of_work() as uow:
-                return Payouts.of(uow).apply_status_report(content)
-
-        return await run_in_threadpool(apply)
+        return await _apply_file(request, runtime, Payouts.apply_status_report)
 
     @api.post("/payment-returns", dependencies=bank)
     async def payment_return(request: Request, runtime: ModuleRuntime = Depends(payouts_module)) -> ReturnOutcome:
         """A pacs.004 payment return, as the raw request body."""
-        content = await _file(request)
-
-        def apply() -> ReturnOutcome:
-            with runtime.tenant.unit_of_work() as uow:
-                return Payouts.of(uow).apply_payment_return(content)
-
-        return await run_in_threadpool(apply)
+        return await _apply_file(request, runtime, Payouts.apply_payment_return)
 
     @api.get("/payouts", dependencies=bank)
     def list_payouts(status: Literal["pending", "sent", "accepted", "rejected", "returned"] | None = None,

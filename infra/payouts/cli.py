@@ -64,10 +64,7 @@ def status(report: Path = typer.Argument(..., help="a pain.002 status report"), 
            config: str | None = ConfigOption) -> None:
     """Apply the payment system's pain.002 status report: accepted payouts leave the bank, rejected
     ones are owed again."""
-    try:
-        content = report.read_bytes()
-    except OSError as exc:
-        raise ValidationFailed(f"cannot read {report}: {exc.strerror}") from None
+    content = _read(report)
     outcome = _call(config, tenant, lambda payouts: payouts.apply_status_report(content))
     console.print(f"accepted {len(outcome.accepted)}, rejected {len(outcome.rejected)}, "
                   f"unchanged {len(outcome.unchanged)}, unknown {len(outcome.unknown)}")
@@ -79,10 +76,7 @@ def status(report: Path = typer.Argument(..., help="a pain.002 status report"), 
 def payment_return(file: Path = typer.Argument(..., help="a pacs.004 payment return"), tenant: str = TenantOption,
                    config: str | None = ConfigOption) -> None:
     """Apply a pacs.004 payment return: payouts brought back after acceptance are owed again."""
-    try:
-        content = file.read_bytes()
-    except OSError as exc:
-        raise ValidationFailed(f"cannot read {file}: {exc.strerror}") from None
+    content = _read(file)
     outcome = _call(config, tenant, lambda payouts: payouts.apply_payment_return(content))
     console.print(f"returned {len(outcome.returned)}, unchanged {len(outcome.unchanged)}, "
                   f"unknown {len(outcome.unknown)}, refused {len(outcome.refused)}")
@@ -90,6 +84,13 @@ def payment_return(file: Path = typer.Argument(..., help="a pacs.004 payment ret
         console.print(f"unknown end-to-end id: {payout_no}")
     for payout_no in outcome.refused:
         console.print(f"refused (the amount or currency differs from the payout's): {payout_no}")
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ValidationFailed(f"cannot read {path}: {exc.strerror}") from None
 
 
 @cli.command("list")
