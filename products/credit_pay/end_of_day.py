@@ -245,6 +245,7 @@ class CycleRow:
     bucket: str
     last_statement_date: date | None
     charged_off_on: date | None
+    interest_since_statement_minor: int
 
 
 # What end of day changes on a cycle (all but its identity).
@@ -345,6 +346,7 @@ class Lifecycle:
             bucket="M0",
             last_statement_date=None,
             charged_off_on=None,
+            interest_since_statement_minor=0,
         )
         self.session.add(cycle)
         self.session.flush()
@@ -467,6 +469,8 @@ class Lifecycle:
             return False
         if cycle.bucket != state.product.bucket_of(0):
             return False
+        if state.product.compound_interest:  # billed interest bears interest: read it too
+            return False
         if state.open_statements and self._grace_ends_between(state, through):
             return False
         return not self._bills_between(state, through)
@@ -570,9 +574,12 @@ class Lifecycle:
         if balances is None:
             return
         day_count = state.product.interest_day_count
-        if cycle.revolving and balances["principal"] > 0:
+        base = balances["principal"]
+        if state.product.compound_interest:  # and the interest billed, still unpaid
+            base += max(balances["interest"] - cycle.interest_since_statement_minor, 0)
+        if cycle.revolving and base > 0:
             rate = state.product.revolving_rate_bps(account.annual_rate_bps)
-            cycle.interest_carry_micros += balances["principal"] * rate * 100 // day_count
+            cycle.interest_carry_micros += base * rate * 100 // day_count
             whole, cycle.interest_carry_micros = divmod(cycle.interest_carry_micros, MICROS)
             if whole > 0:
                 self._post_accrued(state, day, "interest", whole, interest_account(state.account_no),
@@ -597,6 +604,8 @@ class Lifecycle:
                        description=description)
         )
         state.balances[kind] += whole
+        if kind == "interest":
+            state.cycle.interest_since_statement_minor += whole
         self._txn(state, day, kind, whole, iso, entry_id)
         self.counts[f"{kind}_minor"] += whole
 
@@ -769,6 +778,7 @@ class Lifecycle:
         state.open_statements.append(statement)
         state.last_balance_minor = new_balance
         cycle.last_statement_date = day
+        cycle.interest_since_statement_minor = 0  # all interest owed is billed now
         self.counts["statements"] += 1
         self.uow.publish(
             "credit_pay.statement.issued",

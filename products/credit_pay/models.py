@@ -221,6 +221,9 @@ class CreditPayCycle(TenantOwned, Base):
     bucket: Mapped[str] = mapped_column(String(8))
     last_statement_date: Mapped[date | None] = mapped_column(Date)
     charged_off_on: Mapped[date | None] = mapped_column(Date)
+    # Interest accrued since the last statement: of the interest owed, what is not yet billed (the
+    # rest bears interest itself under the product's compound_interest).
+    interest_since_statement_minor: Mapped[int] = mapped_column(BigInteger)
 
 
 class CreditPayStatement(TenantOwned, Base):

@@ -373,7 +373,7 @@ class CreditPayService:
             return "no_line_offered", None
         if offer.currency != product.currency:
             return "offer_currency_not_product_currency", None
-        if offer.annual_rate_bps + offer.fee_rate_bps > product.annual_rate_ceiling_bps:
+        if product.effective_rate_bps(offer.annual_rate_bps) + offer.fee_rate_bps > product.annual_rate_ceiling_bps:
             return "price_above_product_ceiling", None
         return None, self._open_account(customer_no, product_code, product, decision_no, offer)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from itertools import pairwise
 from typing import Literal
 
@@ -139,6 +139,11 @@ class CreditProduct(StrictModel):
     penalty_annual_rate_bps: int = Field(default=0, ge=0, le=3600)
     # Days in the year of the daily rate (annual rate / day count).
     interest_day_count: Literal[360, 365] = 365
+    # Interest on interest: interest billed on a statement and still unpaid bears revolving interest
+    # from the day after the statement date (monthly compounding, as card issuers in China do);
+    # interest accrued since the last statement does not. The ceiling then applies to the
+    # compounded rate, (1 + rate / 12) ** 12 - 1.
+    compound_interest: bool = False
     # Charged once per statement whose minimum is not paid by the due date plus grace days.
     late_fee_minor: int = Field(default=0, ge=0)
     # First day past due of buckets M1, M2, ...: a day count below the first is M0; the last bucket
@@ -167,6 +172,14 @@ class CreditProduct(StrictModel):
     def revolving_rate_bps(self, account_rate_bps: int) -> int:
         return account_rate_bps if self.revolving_annual_rate_bps is None else self.revolving_annual_rate_bps
 
+    def effective_rate_bps(self, annual_rate_bps: int) -> int:
+        """What a year of ``annual_rate_bps`` costs: the rate itself, or compounded monthly with
+        ``compound_interest`` (rounded up to a whole bp, so a ceiling is never passed by rounding)."""
+        if not self.compound_interest:
+            return annual_rate_bps
+        yearly = (1 + Decimal(annual_rate_bps) / 120_000) ** 12 - 1
+        return int((yearly * 10_000).to_integral_value(rounding=ROUND_CEILING))
+
     @model_validator(mode="after")
     def _rules(self) -> CreditProduct:
         if self.max_purchase_minor > self.max_daily_minor:
@@ -178,6 +191,14 @@ class CreditProduct(StrictModel):
             if rate is not None and rate > self.annual_rate_ceiling_bps:
                 raise ValueError(
                     f"{key} ({rate} bps) exceeds annual_rate_ceiling_bps ({self.annual_rate_ceiling_bps} bps)"
+                )
+        if self.revolving_annual_rate_bps is not None:
+            compounded = self.effective_rate_bps(self.revolving_annual_rate_bps)
+            if compounded > self.annual_rate_ceiling_bps:
+                raise ValueError(
+                    f"revolving_annual_rate_bps ({self.revolving_annual_rate_bps} bps) compounded monthly "
+                    f"(compound_interest) is {compounded} bps a year, above annual_rate_ceiling_bps "
+                    f"({self.annual_rate_ceiling_bps} bps)"
                 )
         days = self.overdue_bucket_days
         if not days or days[0] < 1 or any(b <= a for a, b in pairwise(days)):

@@ -420,8 +420,8 @@ def write_fixture(url: str, accounts: int, clock: SimulatedClock) -> float:
         conn.execute(_typed(f"""{sql.series()}
             INSERT INTO credit_pay_cycles (id, tenant_id, account_no, partner_id, processed_through, revolving,
                 interest_carry_micros, penalty_carry_micros, past_due_minor, overdue_since, days_past_due, bucket,
-                last_statement_date, charged_off_on)
-            SELECT i, :t, {no}, '{PARTNER}', :day_before, {params['tr']}, {carry}, 0, 0, NULL, 0, 'M0', NULL, NULL
+                last_statement_date, charged_off_on, interest_since_statement_minor)
+            SELECT i, :t, {no}, '{PARTNER}', :day_before, {params['tr']}, {carry}, 0, 0, NULL, 0, 'M0', NULL, NULL, 0
             FROM s""", day_before=True), params)
         kinds = [("line", "asset", "credits_must_not_exceed_debits", "credit_pay:line:"),
                  ("receivable", "asset", "none", "credit_pay:receivable:"),

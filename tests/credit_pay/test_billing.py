@@ -63,7 +63,7 @@ def run(app: Any, fn: Any, partner_id: str | None = None) -> Any:
         return fn(tenant.module("credit_pay").container.service(uow=uow, partner_id=partner_id))
 
 
-def open_account(app: Any, sequence: int = 1) -> str:
+def open_account(app: Any, sequence: int = 1, product: str = "standard") -> str:
     tenant = app.tenant("bank")
     with tenant.unit_of_work() as uow:
         draft = CustomerDraft(
@@ -74,7 +74,8 @@ def open_account(app: Any, sequence: int = 1) -> str:
         app,
         lambda pay: pay.activate(
             ActivationDraft(
-                request_id=f"act-{sequence}", customer_no=customer_no, consented=dict(GOOD_CONSENT)
+                request_id=f"act-{sequence}", customer_no=customer_no, product=product,
+                consented=dict(GOOD_CONSENT),
             )
         ),
         partner_id="travel_app",
@@ -239,6 +240,44 @@ def test_interest_accrues_daily_after_the_due_date_when_paid_partly(make_sceneos
     assert account.revolving and account.bucket == "M0" and account.interest_minor == 440
     ties_to_ledger(app, no)
     ledger_check(app)
+
+
+@BOTH
+def test_billed_interest_left_unpaid_bears_interest_when_the_product_compounds(make_sceneos, sim_clock) -> None:
+    settings = config()
+    products = settings["tenants"]["bank"]["modules"]["credit_pay"]["products"]
+    products["compound"] = {**products["standard"], "compound_interest": True}
+    app = make_sceneos(settings)
+    plain, compound = open_account(app, 1), open_account(app, 2, product="compound")
+    for no in (plain, compound):
+        buy(app, no, f"flight-{no}", 130_000)
+    move_to(sim_clock, date(2026, 1, 24))
+    for no in (plain, compound):
+        pay(app, no, f"part-{no}", 50_000)
+    move_to(sim_clock, date(2026, 3, 6))  # nothing paid on February's statement
+    march = {}
+    for no in (plain, compound):
+        march[no], february, _ = statements(app, no)
+        assert february.interest_minor == 440  # 80,000 x 0.05 % x 11 days: interest accrued, not billed, bears none
+        ties_to_ledger(app, no)
+    ledger_check(app)
+    # 6 February to 5 March, 28 days: 80,000 x 0.05 % = 40.00 a day; compounding, the 440 billed in
+    # February bears interest too: 80,440 x 0.05 % = 40.22 a day, 1,126.16 (the .16 carried).
+    assert (march[plain].interest_minor, march[compound].interest_minor) == (1_120, 1_126)
+    assert march[plain].penalty_minor == march[compound].penalty_minor
+    assert march[plain].fees_minor == march[compound].fees_minor
+
+
+def test_a_compounding_product_keeps_its_compounded_rate_under_the_ceiling() -> None:
+    from pydantic import ValidationError
+
+    from products.credit_pay.settings import CreditProduct
+
+    product = CreditProduct(**{**PRODUCT, "compound_interest": True})
+    assert product.effective_rate_bps(1825) == 1986  # (1 + 18.25 % / 12) ** 12 - 1 = 19.857 %, rounded up
+    assert CreditProduct(**PRODUCT).effective_rate_bps(1825) == 1825
+    with pytest.raises(ValidationError, match=r"compounded monthly .* 1986 bps a year, above annual_rate_ceiling_bps"):
+        CreditProduct(**{**PRODUCT, "compound_interest": True, "annual_rate_ceiling_bps": 1900})
 
 
 @BOTH

@@ -183,7 +183,8 @@ def test_batch_writes_carry_json_dates_and_booleans_through_their_column_types(t
                 "resolved_at": None}
     cycle = {"account_no": "a1", "partner_id": None, "processed_through": date(2026, 2, 27), "revolving": True,
              "interest_carry_micros": 10**15, "penalty_carry_micros": 0, "past_due_minor": 0, "overdue_since": None,
-             "days_past_due": 0, "bucket": "M0", "last_statement_date": None, "charged_off_on": None}
+             "days_past_due": 0, "bucket": "M0", "last_statement_date": None, "charged_off_on": None,
+             "interest_since_statement_minor": 0}
     with app.tenant("bank_a").unit_of_work() as uow:
         insert_rows(uow, P, [purchase, {**purchase, "purchase_id": "p2", "reasons": []}])
         insert_rows(uow, Y, [cycle])
