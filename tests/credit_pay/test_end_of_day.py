@@ -289,8 +289,9 @@ EVENT = st.tuples(
 )
 
 
-def two_banks() -> dict[str, Any]:
-    modules = {"party": {}, "credit": {}, "risk": {}, "credit_pay": {"products": {"standard": PRODUCT}}}
+def two_banks(compound: bool = False) -> dict[str, Any]:
+    product = {**PRODUCT, "compound_interest": compound}
+    modules = {"party": {}, "credit": {}, "risk": {}, "credit_pay": {"products": {"standard": product}}}
     return {"tenants": {name: tenant_config(modules=modules) for name in ("daily", "jumping")}}
 
 
@@ -320,15 +321,16 @@ def view_of(app: Any, tenant_id: str, no: str) -> dict[str, Any]:
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(events=st.lists(EVENT, min_size=1, max_size=6))
-def test_running_every_day_and_jumping_ahead_give_the_same_account(make_sceneos, sim_clock, events) -> None:
+@given(events=st.lists(EVENT, min_size=1, max_size=6), compound=st.booleans())
+def test_running_every_day_and_jumping_ahead_give_the_same_account(make_sceneos, sim_clock, events, compound) -> None:
     """Bank "daily" runs the end-of-day job for every date; bank "jumping" never runs it, so each
-    touch catches the account up. Same script, same clock: same statements, balances and state."""
+    touch catches the account up. Same script, same clock: same statements, balances and state
+    (with and without interest on interest)."""
     from core.testing.factories import mobile, resident_id
     from middle.party.service import CustomerDraft
     from products.credit_pay.service import ActivationDraft
 
-    app = make_sceneos(two_banks())
+    app = make_sceneos(two_banks(compound))
     example = next(EXAMPLES)
     start = app.tenant("daily").business_date()
     accounts: dict[str, str] = {}
