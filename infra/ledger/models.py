@@ -274,12 +274,17 @@ class LedgerRollup(Base, TenantOwned):
 
 class LedgerRollupMark(Base, TenantOwned):
     """The highest posting id a tenant's rollups include. Every posting at or below it had
-    committed (or aborted) when the mark was set: no transaction can add one below it later."""
+    committed (or aborted) when the mark was set: no transaction can add one below it later.
+
+    ``held_from_posting_id``: the lowest id of a pending posting whose entry was still pending then
+    (or the mark + 1). Every pending posting below it belongs to an entry resolved for good, which
+    holds nothing any more: a read of what is held starts there, not at the account's first hold."""
 
     __tablename__ = "ledger_rollup_marks"
 
     tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     through_posting_id: Mapped[int] = mapped_column(BigInteger)
+    held_from_posting_id: Mapped[int] = mapped_column(BigInteger)
     rolled_at: Mapped[datetime]
 
 

@@ -964,7 +964,8 @@ def _posting_sums(in_ids: Any, in_rollups: Any, as_of: datetime | None) -> list[
         .group_by(_P.c.account_id, _P.c.side)
     )
     if as_of is None:
-        return [(_posted_now(in_ids, in_rollups), False), (held.where(_S.c.status == EntryStatus.PENDING.value), True)]
+        held = held.where(_S.c.status == EntryStatus.PENDING.value, _P.c.id >= _HELD_FROM)
+        return [(_posted_now(in_ids, in_rollups), False), (held, True)]
     at = bindparam("as_of", type_=_P.c.created_at.type)
     posted: Select[Any] = (
         select(_P.c.account_id, _P.c.side, func.sum(_P.c.amount_minor))
@@ -984,6 +985,14 @@ def _posting_sums(in_ids: Any, in_rollups: Any, as_of: datetime | None) -> list[
 _R = LedgerRollup.__table__
 _M = LedgerRollupMark.__table__
 _MARK = select(func.coalesce(func.max(_M.c.through_posting_id), 0)).where(_tenant(_M)).scalar_subquery()
+# Pending postings below it belong to entries resolved for good (LedgerRollupMark): none holds.
+_HELD_FROM = select(func.coalesce(func.max(_M.c.held_from_posting_id), 0)).where(_tenant(_M)).scalar_subquery()
+# The lowest pending posting (at or below :high) of an entry still pending.
+_LOWEST_HELD = (
+    select(func.min(_P.c.id))
+    .join(_S, and_(_S.c.entry_pk == _P.c.entry_pk, _S.c.tenant_id == _P.c.tenant_id))
+    .where(_tenant(_S), _S.c.status == EntryStatus.PENDING.value, _P.c.id <= bindparam("high"))
+)
 
 
 def _posted_now(in_ids: Any, in_rollups: Any) -> Any:
@@ -1026,6 +1035,14 @@ _ROLLUP_AUDIT = union_all(
     .group_by(_P.c.account_id, _P.c.side),
     select(literal("rollup"), _R.c.account_id, literal(Side.DEBIT.value), _R.c.debits_posted_minor).where(_tenant(_R)),
     select(literal("rollup"), _R.c.account_id, literal(Side.CREDIT.value), _R.c.credits_posted_minor).where(_tenant(_R)),
+)
+
+# Pending entries with a posting below where reads of held amounts start (there must be none).
+_HELD_AUDIT = (
+    select(_E.c.entry_id, _P.c.id, _HELD_FROM)
+    .join(_S, and_(_S.c.entry_pk == _P.c.entry_pk, _S.c.tenant_id == _P.c.tenant_id))
+    .join(_E, _E.c.id == _P.c.entry_pk)
+    .where(_tenant(_P), _S.c.status == EntryStatus.PENDING.value, _P.c.id < _HELD_FROM)
 )
 
 # PostgreSQL: the current snapshot, the highest posting id it sees, and this transaction's own id
@@ -1571,10 +1588,17 @@ class Ledger:
             },
         )
         accounts = len(conn.execute(add.returning(_R.c.account_id), params).all())
-        mark = upsert_into(_M).values(tenant_id=self.tenant_id, through_posting_id=high, rolled_at=now)
+        # Read after the wait: every hold at or below the mark is committed (or gone) by now, and a
+        # resolution seen here is for good; one being committed beside us is still seen pending.
+        lowest = conn.execute(_LOWEST_HELD, {**params, "high": high}).scalar_one()
+        held_from = high + 1 if lowest is None else lowest
+        mark = upsert_into(_M).values(
+            tenant_id=self.tenant_id, through_posting_id=high, held_from_posting_id=held_from, rolled_at=now
+        )
         conn.execute(mark.on_conflict_do_update(
             index_elements=[_M.c.tenant_id],
-            set_={"through_posting_id": mark.excluded.through_posting_id, "rolled_at": mark.excluded.rolled_at},
+            set_={name: getattr(mark.excluded, name) for name in ("through_posting_id", "held_from_posting_id",
+                                                                   "rolled_at")},
         ))
         return Rollup(int(high), accounts)
 
@@ -1596,7 +1620,10 @@ class Ledger:
         found: dict[str, dict[int, _Delta]] = {"postings": defaultdict(_Delta), "rollup": defaultdict(_Delta)}
         for source, account_id, side, total in conn.execute(_ROLLUP_AUDIT, {"tenant": self.tenant_id}):
             found[source][account_id].add(_SIDES[side], _int(total), pending=False)
-        problems = []
+        problems = [
+            f"pending entry {entry_id} holds posting {posting_id}, below where reads of held amounts start ({held_from})"
+            for entry_id, posting_id, held_from in conn.execute(_HELD_AUDIT, {"tenant": self.tenant_id})
+        ]
         for account_id in sorted(set(found["postings"]) | set(found["rollup"])):
             summed = found["postings"].get(account_id, _Delta())
             rolled = found["rollup"].get(account_id)

@@ -46,9 +46,14 @@ def test_a_rollup_changes_no_balance_and_reads_use_it(chart) -> None:
         rollup = ledger.roll_up()
     assert rollup.accounts == 3  # settlement, the customer, the merchant (the hold is not posted)
     with chart.ledger() as ledger:
-        assert _balances(ledger) == before
+        assert _balances(ledger) == before and before["merchant:7"][3] == 700  # the hold still counts
         assert ledger.trial_balance("CNY") == tb_before and tb_before.balanced
         assert ledger.verify() == []
+    with chart.engine.begin() as conn:  # reads of held amounts start at the open hold
+        marks = conn.execute(text("SELECT through_posting_id, held_from_posting_id FROM ledger_rollup_marks")).all()
+        hold_ids = conn.execute(text("SELECT min(id) FROM ledger_postings WHERE pending")).scalar_one()
+    assert marks == [(rollup.through_posting_id, hold_ids)]
+    with chart.ledger() as ledger:
         # Later postings, a resolved hold and a reversal add to the rolled-up sums.
         _spend(ledger, "buy-2", 1_000)
         ledger.post_pending("hold-1", "hold-1-post")
@@ -62,6 +67,15 @@ def test_a_rollup_changes_no_balance_and_reads_use_it(chart) -> None:
         assert ledger.roll_up().accounts == 0  # nothing posted since
     with chart.ledger() as ledger:
         assert _balances(ledger) == after and ledger.verify() == []
+        # The hold was resolved before this rollup: reads of held amounts now start past it.
+        ledger.post(EntryDraft("hold-2", [Posting.debit("cust:42", 50), Posting.credit("merchant:7", 50)],
+                               pending=True))
+    with chart.engine.begin() as conn:  # a mark that skipped an open hold is named by the audit
+        conn.execute(text("UPDATE ledger_rollup_marks SET held_from_posting_id = held_from_posting_id + 100"))
+    with chart.ledger() as ledger:
+        assert any(p.startswith("pending entry hold-2 holds posting") for p in ledger.verify())
+    with chart.engine.begin() as conn:
+        conn.execute(text("UPDATE ledger_rollup_marks SET held_from_posting_id = held_from_posting_id - 100"))
     # The merchant's balance comes from its rollup, not from summing its postings: tampered, it shows.
     with chart.engine.begin() as conn:
         conn.execute(text("UPDATE ledger_rollups SET credits_posted_minor = credits_posted_minor + 5 "

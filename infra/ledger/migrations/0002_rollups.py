@@ -42,6 +42,7 @@ def upgrade() -> None:
         "ledger_rollup_marks",
         sa.Column("tenant_id", sa.String(length=64), nullable=False),
         sa.Column("through_posting_id", sa.BigInteger(), nullable=False),
+        sa.Column("held_from_posting_id", sa.BigInteger(), nullable=False),
         sa.Column("rolled_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("tenant_id", name=op.f("pk_ledger_rollup_marks")),
     )
