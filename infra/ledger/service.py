@@ -93,7 +93,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -967,13 +967,18 @@ def _posting_sums(in_ids: Any, in_rollups: Any, as_of: datetime | None) -> list[
         held = held.where(_S.c.status == EntryStatus.PENDING.value, _P.c.id >= _HELD_FROM)
         return [(_posted_now(in_ids, in_rollups), False), (held, True)]
     at = bindparam("as_of", type_=_P.c.created_at.type)
-    posted: Select[Any] = (
+    recent: Select[Any] = (
         select(_P.c.account_id, _P.c.side, func.sum(_P.c.amount_minor))
-        .where(_tenant(_P), in_ids, _P.c.pending.is_(False), _P.c.created_at <= at)
+        .where(_tenant(_P), in_ids, _P.c.pending.is_(False), _P.c.created_at <= at, _P.c.id > _MARK_AS_OF)
         .group_by(_P.c.account_id, _P.c.side)
     )
-    held = held.where(_P.c.created_at <= at, or_(_S.c.resolved_at.is_(None), _S.c.resolved_at > at))
-    return [(posted, False), (held, True)]
+    rolled = [
+        select(_R.c.account_id, literal(side.value), column).where(_tenant(_R), in_rollups, _ROLLED_BY_AS_OF)
+        for side, column in ((Side.DEBIT, _R.c.debits_posted_minor), (Side.CREDIT, _R.c.credits_posted_minor))
+    ]
+    held = held.where(_P.c.created_at <= at, or_(_S.c.resolved_at.is_(None), _S.c.resolved_at > at),
+                      _P.c.id >= _HELD_FROM_AS_OF)
+    return [(union_all(recent, *rolled), False), (held, True)]
 
 
 # --- rollups -------------------------------------------------------------------------------------
@@ -987,6 +992,22 @@ _M = LedgerRollupMark.__table__
 _MARK = select(func.coalesce(func.max(_M.c.through_posting_id), 0)).where(_tenant(_M)).scalar_subquery()
 # Pending postings below it belong to entries resolved for good (LedgerRollupMark): none holds.
 _HELD_FROM = select(func.coalesce(func.max(_M.c.held_from_posting_id), 0)).where(_tenant(_M)).scalar_subquery()
+# Balances as of an instant use the rollups too when they were made at least AS_OF_ROLLUP_MARGIN
+# before it (``:rolled_by``, bound as the instant less the margin): every posting at or below the
+# mark was then created before the instant, and every hold below ``held_from`` resolved before it
+# (created_at and resolved_at come from the clocks of the servers that wrote them, which agree
+# within the margin). An earlier instant sums its postings from the start.
+AS_OF_ROLLUP_MARGIN = timedelta(minutes=5)
+_ROLLED_BY = bindparam("rolled_by", type_=_M.c.rolled_at.type)
+_ROLLED_BY_AS_OF = select(_M.c.tenant_id).where(_tenant(_M), _M.c.rolled_at <= _ROLLED_BY).exists()
+_MARK_AS_OF = (
+    select(func.coalesce(func.max(_M.c.through_posting_id), 0))
+    .where(_tenant(_M), _M.c.rolled_at <= _ROLLED_BY).scalar_subquery()
+)
+_HELD_FROM_AS_OF = (
+    select(func.coalesce(func.max(_M.c.held_from_posting_id), 0))
+    .where(_tenant(_M), _M.c.rolled_at <= _ROLLED_BY).scalar_subquery()
+)
 # The lowest pending posting (at or below :high) of an entry still pending.
 _LOWEST_HELD = (
     select(func.min(_P.c.id))
@@ -2483,7 +2504,7 @@ class Ledger:
         instant, was then) still pending."""
         params: dict[str, Any] = {"tenant": self.tenant_id}
         if as_of is not None:
-            params["as_of"] = as_of
+            params["as_of"], params["rolled_by"] = as_of, as_of - AS_OF_ROLLUP_MARGIN
         out: dict[int, _Delta] = defaultdict(_Delta)
         conn = self._conn()
         ids_all = list(account_ids)

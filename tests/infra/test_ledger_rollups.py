@@ -85,6 +85,67 @@ def test_a_rollup_changes_no_balance_and_reads_use_it(chart) -> None:
         assert ledger.verify()[0].startswith("rollup of merchant:7 is (2500, 4205) but its postings through the mark sum to (2500, 4200)")
 
 
+def test_balances_as_of_an_instant_use_a_rollup_made_well_before_it(chart) -> None:
+    from datetime import timedelta
+
+    with chart.ledger() as ledger:
+        _fund(ledger, "fund-1", 10_000)
+        ledger.post(EntryDraft("hold-1", [Posting.debit("cust:42", 300), Posting.credit("merchant:7", 300)],
+                               pending=True))
+        ledger.post(EntryDraft("hold-2", [Posting.debit("cust:42", 200), Posting.credit("merchant:7", 200)],
+                               pending=True))
+        ledger.void_pending("hold-1", "hold-1-void")
+    start = chart.clock.now()
+    chart.clock.advance(seconds=60)
+    with chart.ledger() as ledger:
+        ledger.roll_up()
+        rolled_at = chart.clock.now()
+    chart.clock.advance(minutes=10)
+    with chart.ledger() as ledger:
+        _spend(ledger, "buy-1", 1_000)
+        ledger.post_pending("hold-2", "hold-2-post")
+    chart.clock.advance(minutes=10)
+    # Well after the rollup: the rollup plus the postings since; just after it or before it: summed.
+    instants = (chart.clock.now(), rolled_at + timedelta(minutes=6), rolled_at + timedelta(minutes=1), start)
+    reference = {at: _summed_as_of(chart, at) for at in instants}
+    with chart.ledger() as ledger:
+        now = _balances(ledger)
+        for at in instants:
+            assert _balances_as_of(ledger, at) == reference[at], at
+        assert _balances_as_of(ledger, chart.clock.now()) == now
+        assert _balances_as_of(ledger, rolled_at + timedelta(minutes=6))["merchant:7"] == (0, 0, 0, 200)
+    # The rollup is used: tampered, a read long after it shows the change; one just after it does not.
+    with chart.engine.begin() as conn:
+        conn.execute(text("UPDATE ledger_rollups SET credits_posted_minor = credits_posted_minor + 5 "
+                          "WHERE account_id = (SELECT id FROM ledger_accounts WHERE code = 'cust:42')"))
+    with chart.ledger() as ledger:
+        assert _balances_as_of(ledger, chart.clock.now())["cust:42"][1] == now["cust:42"][1] + 5
+        assert _balances_as_of(ledger, rolled_at + timedelta(minutes=1))["cust:42"][1] == 10_000
+
+
+def _balances_as_of(ledger: Ledger, at: object) -> dict[str, tuple[int, int, int, int]]:
+    return {
+        code: (b.debits_posted_minor, b.credits_posted_minor, b.debits_pending_minor, b.credits_pending_minor)
+        for code, b in ledger.balances(as_of=at).items()
+    }
+
+
+def _summed_as_of(chart, at) -> dict[str, tuple[int, int, int, int]]:
+    """What the postings alone say as of ``at`` (no rollup): the reference."""
+    with chart.engine.begin() as conn:
+        saved = conn.execute(text("SELECT tenant_id, through_posting_id, held_from_posting_id, rolled_at "
+                                  "FROM ledger_rollup_marks")).all()
+        conn.execute(text("DELETE FROM ledger_rollup_marks"))
+    try:
+        with chart.ledger() as ledger:
+            return _balances_as_of(ledger, at)
+    finally:
+        with chart.engine.begin() as conn:
+            for row in saved:
+                conn.execute(text("INSERT INTO ledger_rollup_marks VALUES (:t, :m, :h, :r)"),
+                             {"t": row[0], "m": row[1], "h": row[2], "r": row[3]})
+
+
 def test_tenants_roll_up_apart(chart) -> None:
     with chart.ledger() as ledger:
         _fund(ledger, "fund-1", 500)
