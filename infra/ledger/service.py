@@ -1442,9 +1442,11 @@ class Ledger:
     ) -> dict[str, Balance]:
         """Balances of the given accounts (all of the tenant's when None), now or ``as_of``.
 
-        Now: a constrained account's balance row; an unconstrained account's sums of postings.
-        As of an instant: every account's sums of postings created at or before it, with pending
-        amounts counted while their entry was pending at that instant.
+        Now: a constrained account's balance row; an unconstrained account's rollup plus the sums
+        of its postings after the tenant's rollup mark (held amounts from the oldest hold open at
+        the last rollup). As of an instant: every account's sums of postings created at or before
+        it, with pending amounts counted while their entry was pending at that instant; from the
+        rollup on when it was made ``AS_OF_ROLLUP_MARGIN`` or more before the instant.
         """
         conn = self._conn()
         sums: dict[int, _Delta] = {}
