@@ -20,8 +20,9 @@ One unit of work per call. The life of a payout:
    transfer the beneficiary's bank could not credit (account closed, name mismatch): it posts
    ``payouts:payment_return:<payout_no>`` (the funding account debited - the money is back - and the
    owing account credited: owed again) and marks the payout ``returned`` with the reason code. A
-   return of a payout no report answered yet comes from in transit instead. A returned amount
-   other than the payout's is refused for that transfer (handled by hand), never half applied.
+   payout no report answered yet is settled first (it was executed). Less than the payout coming
+   back (charges kept on the way) is refused for that transfer unless ``return_charges`` says who
+   bears them; never half applied.
 
 The ledger's balances therefore say at any time what is owed and not sent (the owing accounts),
 what is sent and not confirmed (in transit), and what has left the bank (the funding account).
@@ -44,6 +45,7 @@ from infra.ledger import EntryDraft, Ledger, OwnerType, Posting, UnknownAccount
 from infra.payouts.iso20022 import (
     ACCEPTED,
     REJECTED,
+    ReturnedTransfer,
     Transfer,
     credit_transfer_initiation,
     parse_payment_return,
@@ -292,17 +294,43 @@ class Payouts:
                 unknown.append(item.end_to_end_id)
             elif row.status not in ("sent", "accepted"):
                 unchanged.append(item.end_to_end_id)  # returned or rejected already, or never sent
-            elif (item.amount_minor, item.currency) != (row.amount_minor, row.currency):
+            elif not self._returnable(row, item):
                 refused.append(item.end_to_end_id)
                 log.warning("payout return refused: the amount differs", payout_no=row.payout_no,
                             returned_minor=item.amount_minor, currency=item.currency)
             else:
-                back_from = (self._open(self.settings.funding_account, row.currency, "asset")
-                             if row.status == "accepted" else None)
-                self._end(row, "returned", f"payouts:payment_return:{row.payout_no}", row.debit_account, item.reason,
-                          debit=back_from)
+                self._return(row, item)
                 done.append(item.end_to_end_id)
         return ReturnOutcome(tuple(done), tuple(unchanged), tuple(unknown), tuple(refused))
+
+    def _returnable(self, row: PayoutInstruction, item: ReturnedTransfer) -> bool:
+        """The whole payout came back, or less of it with ``return_charges`` saying who bears the rest."""
+        if item.currency != row.currency or item.amount_minor > row.amount_minor:
+            return False
+        return item.amount_minor == row.amount_minor or self.settings.return_charges != "refuse"
+
+    def _return(self, row: PayoutInstruction, item: ReturnedTransfer) -> None:
+        """``payouts:payment_return:<payout_no>``: what came back, at the funding account, to the
+        owing account (owed again the whole payout, the charges kept on the way being the bank's
+        expense, or only what came back: ``return_charges``). A payout returned before any status
+        report was executed first: it is settled (``payouts:settled:<payout_no>``) before."""
+        funding = self._open(self.settings.funding_account, row.currency, "asset")
+        if row.status == "sent":
+            self._end(row, "accepted", f"payouts:settled:{row.payout_no}", funding, None)
+        charges = row.amount_minor - item.amount_minor
+        bank_pays = self.settings.return_charges == "bank"
+        postings = [Posting.debit(funding, item.amount_minor)]
+        if charges and bank_pays:
+            expense = self._open(self.settings.return_charges_account, row.currency, "expense")
+            postings.append(Posting.debit(expense, charges))
+        postings.append(Posting.credit(row.debit_account, row.amount_minor if bank_pays else item.amount_minor))
+        self.ledger.post(EntryDraft(
+            f"payouts:payment_return:{row.payout_no}", postings, description="payout returned",
+            metadata={"payout_no": row.payout_no, "returned_minor": item.amount_minor, "charges_minor": charges},
+        ))
+        row.status, row.reason, row.updated_at = "returned", item.reason, self.uow.clock.now()
+        self.session.flush()
+        self._publish("payouts.payout.returned", row)
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -336,12 +364,11 @@ class Payouts:
                 .order_by(PayoutInstruction.id).with_for_update()))
         return rows
 
-    def _end(self, row: PayoutInstruction, status: str, entry_id: str, credit: str, reason: str | None,
-             *, debit: str | None = None) -> None:
-        """Post the payout's money from ``debit`` (default: in transit) to ``credit`` and set its status."""
-        debit = debit or self._open(self.settings.in_transit_account, row.currency, "liability")
+    def _end(self, row: PayoutInstruction, status: str, entry_id: str, credit: str, reason: str | None) -> None:
+        """Post the payout's money from in transit to ``credit`` and set its status."""
+        in_transit = self._open(self.settings.in_transit_account, row.currency, "liability")
         self.ledger.post(EntryDraft(
-            entry_id, [Posting.debit(debit, row.amount_minor), Posting.credit(credit, row.amount_minor)],
+            entry_id, [Posting.debit(in_transit, row.amount_minor), Posting.credit(credit, row.amount_minor)],
             description=f"payout {status}", metadata={"payout_no": row.payout_no, "batch_no": row.batch_no},
         ))
         row.status, row.reason, row.updated_at = status, reason, self.uow.clock.now()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from core.settings import ModuleSettings
@@ -20,3 +22,9 @@ class PayoutsSettings(ModuleSettings):
     # the bank's funds at the payment system that a confirmed transfer leaves (asset).
     in_transit_account: str = Field(default="bank:payouts:in_transit", min_length=1, max_length=60)
     funding_account: str = Field(default="bank:payouts:funding", min_length=1, max_length=60)
+    # A pacs.004 that returns less than was sent (the beneficiary's bank kept its charges): "refuse"
+    # (list it, apply nothing: handled by hand), "bank" (the owing account is owed the whole payout
+    # again, the charges are the bank's expense), "beneficiary" (owed again only what came back).
+    return_charges: Literal["refuse", "bank", "beneficiary"] = "refuse"
+    # Where the bank books those charges (suffixed ":<currency>", an expense).
+    return_charges_account: str = Field(default="bank:payouts:return_charges", min_length=1, max_length=60)

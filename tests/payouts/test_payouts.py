@@ -178,6 +178,26 @@ def test_a_payment_return_brings_an_accepted_payout_back_once(make_sceneos) -> N
         assert refused.value.code == "invalid_status_report"
 
 
+@pytest.mark.parametrize("charges", ["bank", "beneficiary"])
+def test_a_return_net_of_charges_is_owed_again_as_the_bank_chose(make_sceneos, charges) -> None:
+    app = app_with(make_sceneos, return_charges=charges)
+    made = call(app, lambda p: p.instruct(draft("s-1", 10_000)))
+    batch = call(app, lambda p: p.batch(date(2026, 1, 2), "CNY"))
+    call(app, lambda p: p.apply_status_report(status_report(batch.batch_no, (made.payout_no, "ACSC", None))))
+    outcome = call(app, lambda p: p.apply_payment_return(payment_return((made.payout_no, "85.00", "AC04"))))
+    assert outcome.returned == (made.payout_no,)
+    owed_again = 10_000 if charges == "bank" else 8_500
+    assert balances(app) == {"owing": 10**8 - 10_000 + owed_again, "in_transit": 0, "funding": -1_500}
+    with app.tenant("bank").unit_of_work() as uow:
+        ledger = app.tenant("bank").module("ledger").container.ledger(session=uow.session)
+        if charges == "bank":  # the bank's expense
+            assert ledger.balance("bank:payouts:return_charges:CNY").net_posted_minor == 1_500
+        else:
+            assert "bank:payouts:return_charges:CNY" not in {a.code for a in ledger.accounts()}
+    # More than was sent never comes back as a return of this payout.
+    assert call(app, lambda p: p.apply_payment_return(payment_return((made.payout_no, "120.00", None)))).unchanged
+
+
 @BOTH
 def test_a_batch_rejected_as_a_whole_is_owed_again(make_sceneos) -> None:
     app = app_with(make_sceneos)
