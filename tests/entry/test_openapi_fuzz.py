@@ -93,6 +93,8 @@ def test_the_api_keeps_its_documented_promises(fuzz_server) -> None:
                       derandomize=True, database=None)
             def run(case) -> None:
                 response = case.call(base_url=url, session=session)
+                if _refused_by_the_http_server(response):
+                    return
                 case.validate_response(response, checks=CHECKS)
 
             try:
@@ -103,6 +105,14 @@ def test_the_api_keeps_its_documented_promises(fuzz_server) -> None:
                 failures.append(f"{operation.label} [{mode.value}]: {type(exc).__name__}: {str(exc)[:700]}")
     session.close()
     assert not failures, "\n\n".join(failures)
+
+
+def _refused_by_the_http_server(response: requests.Response) -> bool:
+    """A negative case can be a malformed HTTP message (a header named ``-``, a ``content-length``
+    of ``o-l``): uvicorn's parser refuses it with its own plain-text 400 before the API sees it.
+    That answer is the HTTP server's, not one of the API's documented promises."""
+    return (response.status_code == 400 and response.text == "Invalid HTTP request received."
+            and response.headers.get("content-type", "").startswith("text/plain"))
 
 
 def test_the_document_declares_the_security_schemes_and_problem_errors(fuzz_server) -> None:
