@@ -1066,18 +1066,22 @@ _HELD_AUDIT = (
     .where(_tenant(_P), _S.c.status == EntryStatus.PENDING.value, _P.c.id < _HELD_FROM)
 )
 
-# PostgreSQL: the current snapshot, the highest posting id it sees, and this transaction's own id
-# (if it has one), in one statement, so all three come from the same snapshot.
+# PostgreSQL: the highest posting id this statement's snapshot sees, and this transaction's own id
+# (if it has one). A posting id at or below it that the snapshot does not see was taken, before
+# the snapshot, by a transaction that was then running and already had its transaction id.
 _PG_ROLLUP_HIGH = """
-    SELECT pg_current_snapshot()::text, (SELECT coalesce(max(id), 0) FROM ledger_postings),
-           pg_current_xact_id_if_assigned()::text
+    SELECT (SELECT coalesce(max(id), 0) FROM ledger_postings), pg_current_xact_id_if_assigned()::text
 """
-# Transactions of that snapshot still running (other than this one): any of them may have taken a
-# posting id at or below the snapshot's highest and not committed it yet. Those of sessions on
-# other databases of the server cannot write this table: they are not waited for.
+# A transaction id taken (and ended at once, autocommit) after that snapshot: higher than the id of
+# every transaction running at the snapshot. Not the snapshot's own xmax, which is only past the
+# latest *ended* transaction: a running one above it would not be listed among its running ones.
+_PG_FRESH_XID = "SELECT pg_current_xact_id()::text"
+# Transactions below that id still running (other than this one). The fresh id has ended, so every
+# one of them is below a new snapshot's xmax and listed in it. Those of sessions on other
+# databases of the server cannot write this table: they are not waited for.
 _PG_STILL_RUNNING = """
-    SELECT count(*) FROM pg_snapshot_xip(CAST(%(snapshot)s AS pg_snapshot)) AS x
-    WHERE pg_xact_status(x) = 'in progress' AND x::text IS DISTINCT FROM %(own)s
+    SELECT count(*) FROM pg_snapshot_xip(pg_current_snapshot()) AS x
+    WHERE x < CAST(%(fresh)s AS xid8) AND x::text IS DISTINCT FROM %(own)s
       AND NOT EXISTS (SELECT 1 FROM pg_stat_activity AS a
                       WHERE a.backend_xid::text::bigint = x::text::bigint %% 4294967296
                         AND a.datname <> current_database())
@@ -1569,8 +1573,9 @@ class Ledger:
 
         The new mark is the highest posting id no transaction can still add below: on SQLite the
         unit of work holds the write lock; on PostgreSQL the highest id of a snapshot, once every
-        transaction that snapshot saw running has ended (waiting up to ``wait_seconds``; posting
-        ids come from a sequence, so any taken later are higher). One rollup per tenant at a time.
+        transaction that was running then has ended (``_wait_for_writers``, up to
+        ``wait_seconds``; posting ids come from a sequence, so any taken later are higher). One
+        rollup per tenant at a time.
         Raises :class:`RollupBusy` (nothing written) when another is running or the wait ran out."""
         conn = self._conn()
         params: dict[str, Any] = {"tenant": self.tenant_id}
@@ -1578,8 +1583,8 @@ class Ledger:
             key = {"key": f"sceneos_ledger_rollup:{self.tenant_id}"}
             if not self._driver_rows(conn, _PG_ROLLUP_LOCK, key)[0][0]:
                 raise RollupBusy(f"a rollup of tenant {self.tenant_id}'s ledger is already running; run it again later")
-            snapshot, high, own = self._driver_rows(conn, _PG_ROLLUP_HIGH)[0]
-            self._wait_for_writers(conn, snapshot, own, wait_seconds)
+            high, own = self._driver_rows(conn, _PG_ROLLUP_HIGH)[0]
+            self._wait_for_writers(conn, own, wait_seconds)
         else:
             high = conn.execute(select(func.coalesce(func.max(_P.c.id), 0))).scalar_one()
         low = conn.execute(select(_MARK), params).scalar_one()
@@ -1625,10 +1630,13 @@ class Ledger:
         ))
         return Rollup(int(high), accounts)
 
-    def _wait_for_writers(self, conn: Connection, snapshot: str, own: str | None, wait_seconds: float) -> None:
-        """Wait until no transaction the snapshot saw running is still running (PostgreSQL)."""
+    def _wait_for_writers(self, conn: Connection, own: str | None, wait_seconds: float) -> None:
+        """Wait until no transaction that was running when the highest posting id was read is
+        still running (PostgreSQL): every posting at or below it is then committed or gone."""
+        with conn.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as autocommit:
+            (fresh,) = autocommit.exec_driver_sql(_PG_FRESH_XID).one()
         deadline = time.monotonic() + wait_seconds  # a timeout, not business time: not the clock's
-        params = {"snapshot": snapshot, "own": own}
+        params = {"fresh": fresh, "own": own}
         while self._driver_rows(conn, _PG_STILL_RUNNING, params)[0][0]:
             if time.monotonic() >= deadline:
                 raise RollupBusy(

@@ -189,6 +189,31 @@ def test_a_rollup_waits_for_a_transaction_holding_a_lower_posting_id(chart) -> N
 
 
 @pytest.mark.postgres
+def test_a_rollup_waits_for_a_younger_transaction_below_an_older_ones_postings(chart) -> None:
+    """The case a snapshot's own list of running transactions misses: the committed postings above
+    the slow transaction's belong to an *older* transaction, so the snapshot's xmax (past the
+    latest ended transaction) does not reach the slow one, which is then not listed as running."""
+    if chart.backend != "postgres":
+        pytest.skip("SQLite serializes writers: no transaction can be running beside the rollup")
+    older_cm, younger_cm = chart.ledger(), chart.ledger()
+    older = older_cm.__enter__()
+    older.open_account("bank:extra", "CNY", "asset")  # takes its transaction id first
+    younger = younger_cm.__enter__()
+    _fund(younger, "late-1", 300)  # lower posting ids, a younger transaction, not committed
+    older.post(EntryDraft("early-1", [Posting.debit("bank:settlement", 40), Posting.credit("merchant:7", 40)]))
+    older_cm.__exit__(None, None, None)  # commits: its postings are the highest the rollup sees
+    try:
+        with chart.ledger() as ledger, pytest.raises(RollupBusy, match="did not end"):
+            ledger.roll_up(wait_seconds=0.3)
+    finally:
+        younger_cm.__exit__(None, None, None)
+    with chart.ledger() as ledger:
+        assert ledger.roll_up().accounts == 3
+        assert ledger.balance("bank:settlement").debits_posted_minor == 340
+        assert ledger.verify() == []
+
+
+@pytest.mark.postgres
 def test_one_rollup_of_a_tenant_at_a_time(chart) -> None:
     if chart.backend != "postgres":
         pytest.skip("SQLite serializes the units of work themselves")
@@ -198,8 +223,12 @@ def test_one_rollup_of_a_tenant_at_a_time(chart) -> None:
         first.roll_up()
         with chart.ledger() as second, pytest.raises(RollupBusy, match="already running"):
             second.roll_up()
-        with chart.ledger("bank_b") as other_tenant:
-            assert other_tenant.roll_up().accounts == 0
+        # Another tenant's rollup is not refused by this one's lock; it waits for this transaction
+        # like any other that was running when it read the highest posting id.
+        with chart.ledger("bank_b") as other_tenant, pytest.raises(RollupBusy, match="did not end"):
+            other_tenant.roll_up(wait_seconds=0.3)
+    with chart.ledger("bank_b") as other_tenant:
+        assert other_tenant.roll_up().accounts == 0
 
 
 def test_the_rollup_job_rolls_up_each_day(tmp_path) -> None:
