@@ -1068,7 +1068,9 @@ _HELD_AUDIT = (
 
 # PostgreSQL: the highest posting id this statement's snapshot sees, and this transaction's own id
 # (if it has one). A posting id at or below it that the snapshot does not see was taken, before
-# the snapshot, by a transaction that was then running and already had its transaction id.
+# the snapshot, by a transaction that was then running and already had its transaction id: every
+# write statement of this module inserts the entry (which takes the transaction id) before its
+# postings take theirs (they are selected from the entry's RETURNING).
 _PG_ROLLUP_HIGH = """
     SELECT (SELECT coalesce(max(id), 0) FROM ledger_postings), pg_current_xact_id_if_assigned()::text
 """
