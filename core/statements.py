@@ -60,6 +60,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     cast,
+    delete,
     func,
     select,
     text,
@@ -337,3 +338,18 @@ def _update_text(table: Table, columns: tuple[str, ...], key: str, dialect_name:
         condition += f" AND {plus}{table.name}.{TENANT_COLUMN} = :{TENANT_PARAM}"
     return text(f"UPDATE {table.name} SET {assignments} FROM {_recordset(table, columns, dialect_name)} "
                 f"WHERE {condition}")
+
+
+def delete_with_children(uow: UnitOfWork, parent: Any, where: Sequence[Any], child: Any, child_key: Any) -> int:
+    """Delete the unit of work's tenant's rows of the ORM model ``parent`` matching ``where``, and
+    first the rows of ``child`` whose ``child_key`` names one of them (a retention purge: events and
+    their receipts, deliveries and their attempts). Two statements whatever the number of rows;
+    answers how many parents went."""
+    tenant_id = uow.tenant.id
+    matching = (parent.tenant_id == tenant_id, *where)
+    uow.session.execute(
+        delete(child).where(child.tenant_id == tenant_id, child_key.in_(select(parent.id).where(*matching)))
+        .execution_options(synchronize_session=False)
+    )
+    deleted = uow.session.execute(delete(parent).where(*matching).execution_options(synchronize_session=False))
+    return int(deleted.rowcount or 0)

@@ -15,10 +15,11 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, exists, select
+from sqlalchemy import exists
 
 from core.clock import retained_from
 from core.modules import JobSpec
+from core.statements import delete_with_children
 from infra.entry.models import EntryWebhookAttempt, EntryWebhookDelivery
 from infra.outbox.models import OutboxEvent
 
@@ -36,23 +37,11 @@ def purge_finished(ctx: Any) -> dict[str, int]:
     still_in_outbox = exists().where(
         OutboxEvent.tenant_id == tenant.id, OutboxEvent.id == d.event_id, OutboxEvent.delivered_at.is_(None)
     )
-    finished = (
-        d.tenant_id == tenant.id,
-        d.status.in_(("delivered", "dead")),
-        d.created_at < kept_from,
-        ~still_in_outbox,
-    )
-    session = ctx.uow.session
-    ids = select(d.id).where(*finished)
-    session.execute(
-        delete(EntryWebhookAttempt).where(
-            EntryWebhookAttempt.tenant_id == tenant.id, EntryWebhookAttempt.delivery_id.in_(ids)
-        ).execution_options(synchronize_session=False)
-    )
-    purged = session.execute(delete(d).where(*finished).execution_options(synchronize_session=False)).rowcount
+    finished = (d.status.in_(("delivered", "dead")), d.created_at < kept_from, ~still_in_outbox)
+    purged = delete_with_children(ctx.uow, d, finished, EntryWebhookAttempt, EntryWebhookAttempt.delivery_id)
     if purged:
         log.info("webhook deliveries purged", deliveries=purged, created_before=kept_from.isoformat())
-    return {"webhook_deliveries_purged": int(purged or 0)}
+    return {"webhook_deliveries_purged": purged}
 
 
 PURGE = JobSpec(

@@ -13,10 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, select
 
 from core.clock import retained_from
 from core.modules import JobSpec
+from core.statements import delete_with_children
 from infra.outbox.models import OutboxDelivery, OutboxEvent
 
 log = structlog.get_logger("sceneos.outbox")
@@ -29,23 +29,11 @@ def purge_delivered(ctx: Any) -> dict[str, int]:
         return {"events_purged": 0}
     tenant = ctx.uow.tenant
     kept_from = retained_from(tenant.timezone, ctx.business_date, days)
-    session = ctx.uow.session
-    old = (
-        OutboxEvent.tenant_id == tenant.id,
-        OutboxEvent.delivered_at.is_not(None),
-        OutboxEvent.occurred_at < kept_from,
-    )
-    session.execute(
-        delete(OutboxDelivery)
-        .where(OutboxDelivery.tenant_id == tenant.id, OutboxDelivery.event_id.in_(select(OutboxEvent.id).where(*old)))
-        .execution_options(synchronize_session=False)
-    )
-    purged = session.execute(
-        delete(OutboxEvent).where(*old).execution_options(synchronize_session=False)
-    ).rowcount
+    delivered = (OutboxEvent.delivered_at.is_not(None), OutboxEvent.occurred_at < kept_from)
+    purged = delete_with_children(ctx.uow, OutboxEvent, delivered, OutboxDelivery, OutboxDelivery.event_id)
     if purged:
         log.info("delivered events purged", events=purged, occurred_before=kept_from.isoformat())
-    return {"events_purged": int(purged or 0)}
+    return {"events_purged": purged}
 
 
 PURGE = JobSpec(

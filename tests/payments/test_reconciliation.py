@@ -270,20 +270,28 @@ def test_the_daily_job_reconciles_the_received_files_and_fails_without_one(stati
     assert [a.actor for a in recon(station, lambda svc: svc.audit(run.run_no))] == ["sftp", "job:payments.reconcile"]
 
 
-@BOTH
-def test_a_bank_never_matches_or_resolves_another_banks_payments(make_sceneos) -> None:
+CHANNEL_FILE = "recon_channel_2026-01-01.csv"
+
+
+def _two_banks_with_a_day_reconciled(make_sceneos, **payments: object) -> tuple[object, object, bytes]:
+    """Banks "bank" and "bank2" with one payments configuration; "bank" took the day's payments
+    and reconciled the channel's file of them. Answers the app, the run and the file."""
     from core.testing.harness import tenant_config
-    from products.payments.service import OperatorDraft
     from tests.payments.conftest import SETTINGS
 
-    modules = {"party": {}, "payments": SETTINGS}
+    modules = {"party": {}, "payments": {**SETTINGS, **payments}}
     app = make_sceneos({"tenants": {"bank": tenant_config(modules=modules), "bank2": tenant_config(modules=modules)}})
     service_call(app, lambda svc: svc.add_operator(OperatorDraft(employee_no="C001", merchant_id="station1",
                                                                  name="Wang Fang", role="cashier", pin="1234")))
     numbers = take_payments(app, DAY_PAYMENTS)
-    name = "recon_channel_2026-01-01.csv"
-    content = sample(name, numbers)
-    run, _ = recon(app, lambda svc: svc.receive(DAY, content, "csv", file_name=name, actor="ops"))
+    content = sample(CHANNEL_FILE, numbers)
+    run, _ = recon(app, lambda svc: svc.receive(DAY, content, "csv", file_name=CHANNEL_FILE, actor="ops"))
+    return app, run, content
+
+
+@BOTH
+def test_a_bank_never_matches_or_resolves_another_banks_payments(make_sceneos) -> None:
+    app, run, content = _two_banks_with_a_day_reconciled(make_sceneos)
     assert run.matched_count == 2
 
     def in_bank2(fn):
@@ -292,7 +300,7 @@ def test_a_bank_never_matches_or_resolves_another_banks_payments(make_sceneos) -
             return fn(ReconciliationService(uow, runtime.settings))
 
     # The same file at the other bank: every record names a payment bank2 does not have.
-    other, created = in_bank2(lambda svc: svc.receive(DAY, content, "csv", file_name=name, actor="ops"))
+    other, created = in_bank2(lambda svc: svc.receive(DAY, content, "csv", file_name=CHANNEL_FILE, actor="ops"))
     assert created and other.run_no != run.run_no
     assert (other.our_count, other.matched_count, other.summary["missing_in_ours"]) == (0, 0, 3)
     assert [r.run_no for r in in_bank2(lambda svc: svc.list_runs())] == [other.run_no]
@@ -366,23 +374,13 @@ def test_refunds_are_reconciled_against_the_channels_debits(station, sim_clock) 
 
 @BOTH
 def test_a_reconciled_files_lines_are_purged_after_the_retention_period(make_sceneos, sim_clock) -> None:
-    from core.testing.harness import tenant_config
-    from tests.payments.conftest import SETTINGS
-
-    modules = {"party": {}, "payments": {**SETTINGS, "recon_line_retention_days": 30}}
-    app = make_sceneos({"tenants": {"bank": tenant_config(modules=modules), "bank2": tenant_config(modules=modules)}})
-    service_call(app, lambda svc: svc.add_operator(OperatorDraft(employee_no="C001", merchant_id="station1",
-                                                                 name="Wang Fang", role="cashier", pin="1234")))
-    numbers = take_payments(app, DAY_PAYMENTS)
-    name = "recon_channel_2026-01-01.csv"
-    content = sample(name, numbers)
-    run, _ = recon(app, lambda svc: svc.receive(DAY, content, "csv", file_name=name, actor="ops"))
+    app, run, content = _two_banks_with_a_day_reconciled(make_sceneos, recon_line_retention_days=30)
     # A corrected file received but not matched yet, and the other bank's run of the same file.
     held, _ = recon(app, lambda svc: svc.receive(DAY, content + b"C9,,1.00,CNY,SUCCESS,\n", "csv", file_name="v2.csv",
                                                  actor="sftp", reconcile=False))
     runtime2 = app.tenant("bank2").module("payments")
     with runtime2.tenant.unit_of_work() as uow:
-        ReconciliationService(uow, runtime2.settings).receive(DAY, content, "csv", file_name=name, actor="ops")
+        ReconciliationService(uow, runtime2.settings).receive(DAY, content, "csv", file_name=CHANNEL_FILE, actor="ops")
 
     def lines_of(run_no: str, tenant_id: str = "bank") -> int:
         with app.tenant(tenant_id).unit_of_work() as uow:
